@@ -1,0 +1,28 @@
+# Two commands do all the set-up: `make demo` (the main job) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mmseg-pat-ready
+
+.PHONY: setup demo test lint benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml tools/setup_env.sh
+	bash tools/setup_env.sh $(VENV)
+	touch $(STAMP)
+
+demo: setup
+	$(PY) tools/train.py configs/demo/segformer_long_tail_shapes_pat.py --work-dir work_dirs/demo
+
+test: setup
+	$(PY) -m pytest tests
+
+lint: setup
+	$(PY) -m flake8 mmseg_pat tools tests benchmarks configs
+	$(PY) -m isort --check-only --diff mmseg_pat tools tests benchmarks
+
+benchmark: setup
+	$(PY) benchmarks/loss_speed_memory.py
+
+clean:
+	rm -rf work_dirs

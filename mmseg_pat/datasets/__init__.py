@@ -1,0 +1,6 @@
+from .long_tail_shapes import (LongTailShapesDataset, class_probabilities,
+                               generate_long_tail_shapes)
+
+__all__ = [
+    'LongTailShapesDataset', 'class_probabilities', 'generate_long_tail_shapes'
+]

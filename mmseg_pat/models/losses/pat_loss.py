@@ -1,0 +1,363 @@
+"""PAT loss: Pixel-wise Adaptive Training for long-tailed segmentation.
+
+Khoi Do et al., "PAT: Pixel-wise Adaptive Training for Long-tailed
+Segmentation", arXiv 2404.05393. The maths follows section 2 of
+``shared/docs/PAT_SPEC.md``:
+
+* PCLA: each valid pixel's cross-entropy is weighted by
+  ``beta = 1/2 * exp(kappa * (1 - q))`` where ``q`` is a confidence of the
+  true class (the previous or the current prediction) and ``kappa = C``
+  (curve ``'ina'``) or ``1`` (curve ``'inap'``).
+* Class-wise homogenization: the weights of class ``k`` are divided by the
+  number of its valid pixels in the batch, so every present class gets the
+  same share of the update whatever its mask area.
+* Normalisation by the (detached) sum of weights makes the loss a weighted
+  mean, so it is scale-free even when ``exp(kappa)`` is astronomically large.
+
+Everything is computed in the log domain and in float32, so large class
+counts do not overflow and autocast (fp16 / bf16) does not lose precision.
+"""
+import math
+import warnings
+from contextlib import nullcontext
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+from torch import Tensor
+
+#: Weighting curves: name -> kappa, where ``None`` means kappa = C.
+CURVES = {'ina': None, 'inap': 1.0}
+#: Where the confidence ``q`` of the PCLA weight comes from.
+CONFIDENCE_SOURCES = ('previous', 'current')
+#: How class areas are balanced.
+HOMOGENIZE_MODES = ('class', 'none')
+#: What the weighted sum is divided by.
+NORMALIZE_MODES = ('weight', 'none')
+
+# Above this log-weight, exp() of a raw (un-normalised) weight no longer
+# fits in float32.
+_FLOAT32_MAX_LOG = math.log(torch.finfo(torch.float32).max)
+
+
+def _check_option(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f'{name} must be one of {tuple(allowed)}, '
+                         f'got {value!r}')
+
+
+def check_labels(label: Tensor, num_classes: int,
+                 ignore_index: int) -> Tuple[Tensor, Tensor]:
+    """Validate labels and index them for the loss.
+
+    Args:
+        label (Tensor): Labels of shape (N, H, W).
+        num_classes (int): Number of classes C of the logits.
+        ignore_index (int): Label value that marks ignored pixels.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``class_index`` (int64, the label, and C at
+        ignored pixels) and ``gather_index`` (the label, 0 at ignored
+        pixels), both (N, H, W). Neither ever holds ``ignore_index``.
+
+    Raises:
+        ValueError: If a label is neither in [0, C) nor ``ignore_index``.
+    """
+    valid = label != ignore_index
+    gather_index = torch.where(valid, label, 0).long()
+    lo, hi = torch.aminmax(gather_index)
+    if lo.item() < 0 or hi.item() >= num_classes:
+        bad = valid & ((label < 0) | (label >= num_classes))
+        values = torch.unique(label[bad]).tolist()
+        raise ValueError(
+            f'label values {values[:10]} are outside [0, {num_classes}) and '
+            f'are not ignore_index={ignore_index}. Check that num_classes of '
+            'the decode head matches the dataset, that reduce_zero_label is '
+            'set as the dataset needs, and that void pixels are mapped to '
+            'the ignore index.')
+    class_index = torch.where(valid, gather_index, num_classes)
+    return class_index, gather_index
+
+
+def pat_log_weights(confidence: Tensor,
+                    num_classes: int,
+                    curve: str = 'ina',
+                    max_log_weight: Optional[float] = None) -> Tensor:
+    """Log of the PCLA weight ``beta = 1/2 * exp(kappa * (1 - q))``.
+
+    Args:
+        confidence (Tensor): True-class confidence q in [0, 1], any shape.
+        num_classes (int): Number of classes C (kappa for curve ``'ina'``).
+        curve (str): ``'ina'`` (kappa = C) or ``'inap'`` (kappa = 1).
+            Default: ``'ina'``.
+        max_log_weight (float, optional): Upper bound on ``kappa * (1 - q)``.
+            Default: None (no bound).
+
+    Returns:
+        Tensor: ``log(beta)``, same shape as ``confidence``.
+    """
+    _check_option('curve', curve, CURVES)
+    kappa = CURVES[curve]
+    kappa = float(num_classes) if kappa is None else kappa
+    # in place on the fresh tensor from clamp(): this runs on every pixel
+    exponent = confidence.clamp(0.0, 1.0).mul_(-kappa).add_(kappa)
+    if max_log_weight is not None:
+        exponent = exponent.clamp_(max=max_log_weight)
+    return exponent.sub_(math.log(2.0))
+
+
+def pat_weights(confidence: Tensor,
+                num_classes: int,
+                curve: str = 'ina',
+                max_log_weight: Optional[float] = None) -> Tensor:
+    """PCLA weight ``beta = 1/2 * exp(kappa * (1 - q))``.
+
+    Only safe where ``kappa`` is small enough for float32; the loss itself
+    uses :func:`pat_log_weights`. Arguments as in :func:`pat_log_weights`.
+    """
+    return pat_log_weights(confidence, num_classes, curve,
+                           max_log_weight).exp()
+
+
+def pat_loss(cls_score: Tensor,
+             label: Tensor,
+             weight: Optional[Tensor] = None,
+             prev_confidence: Optional[Tensor] = None,
+             curve: str = 'ina',
+             confidence: str = 'previous',
+             detach_weight: bool = True,
+             homogenize: str = 'class',
+             normalize: str = 'weight',
+             max_log_weight: Optional[float] = None,
+             tau: float = 1.0,
+             ignore_index: int = 255,
+             reduction: str = 'mean') -> Tuple[Tensor, Tensor]:
+    """PAT loss of a batch of logits.
+
+    Args:
+        cls_score (Tensor): Logits (N, C, H, W), at the label's resolution.
+        label (Tensor): Labels (N, H, W); ``ignore_index`` marks ignored
+            pixels.
+        weight (Tensor, optional): Per-pixel weights (N, H, W) that multiply
+            the PAT weights (e.g. the OHEM sampler's map). Default: None.
+        prev_confidence (Tensor, optional): Stored true-class confidence
+            (N, H, W) in [0, 1] from the previous visit of each pixel; a
+            negative or NaN value means "never seen". Only used when
+            ``confidence='previous'``. Default: None.
+        curve (str): ``'ina'`` (kappa = C) or ``'inap'`` (kappa = 1).
+            Default: ``'ina'``.
+        confidence (str): ``'previous'`` or ``'current'``. Pixels without a
+            stored confidence fall back to the current one, detached.
+            Default: ``'previous'``.
+        detach_weight (bool): Treat the weight as a constant. ``False`` with
+            ``confidence='current'`` reproduces the authors' gradient.
+            Default: True.
+        homogenize (str): ``'class'`` divides each weight by the number of
+            valid pixels of its class in the batch; ``'none'`` does not.
+            Default: ``'class'``.
+        normalize (str): ``'weight'`` divides by the detached sum of weights;
+            ``'none'`` divides by the number of present classes
+            (homogenize ``'class'``) or of valid pixels (``'none'``), the
+            authors' raw scale. Default: ``'weight'``.
+        max_log_weight (float, optional): Cap on ``kappa * (1 - q)``.
+            Default: None.
+        tau (float): Softmax temperature. Default: 1.0.
+        ignore_index (int): Label of ignored pixels. Default: 255.
+        reduction (str): ``'mean'`` for the scalar loss or ``'none'`` for the
+            per-pixel map (N, H, W) ``w_i * loss_i / Z``, which sums to the
+            scalar loss. Default: ``'mean'``.
+
+    Returns:
+        tuple[Tensor, Tensor]: The loss (scalar or (N, H, W), float32) and
+        the detached current true-class confidence (N, H, W), 0 at ignored
+        pixels.
+    """
+    _check_option('confidence', confidence, CONFIDENCE_SOURCES)
+    _check_option('homogenize', homogenize, HOMOGENIZE_MODES)
+    _check_option('normalize', normalize, NORMALIZE_MODES)
+    _check_option('reduction', reduction, ('mean', 'none'))
+    if tau <= 0:
+        raise ValueError(f'tau must be positive, got {tau}')
+    if cls_score.dim() != 4 or label.shape != (cls_score.shape[0],
+                                               *cls_score.shape[2:]):
+        raise ValueError(
+            f'expected logits (N, C, H, W) and labels (N, H, W) of the same '
+            f'N, H, W; got {tuple(cls_score.shape)} and {tuple(label.shape)}')
+    num_classes = cls_score.shape[1]
+
+    # Autocast would run the exponentials in half precision: stay in fp32.
+    with torch.autocast(device_type=cls_score.device.type, enabled=False):
+        logits = cls_score.float()
+        if tau != 1.0:
+            logits = logits / tau
+        class_index, gather_index = check_labels(label, num_classes,
+                                                 ignore_index)
+        log_p = F.log_softmax(logits, dim=1).gather(
+            1, gather_index.unsqueeze(1)).squeeze(1)
+        current = log_p.detach().exp()
+        # Per-class log divisor; the extra last entry (+inf) is the "class"
+        # of ignored pixels and turns their weight into exactly 0.
+        counts = torch.bincount(
+            class_index.view(-1), minlength=num_classes + 1)[:num_classes]
+        if homogenize == 'class':
+            log_divisor = counts.clamp(min=1).float().log()
+            num_groups = (counts > 0).sum()
+        else:
+            log_divisor = counts.new_zeros(num_classes, dtype=torch.float)
+            num_groups = counts.sum()
+        log_divisor = torch.cat([log_divisor, log_divisor.new_full((1, ),
+                                                                   math.inf)])
+
+        with torch.no_grad() if detach_weight else nullcontext():
+            if confidence == 'current':
+                q = current if detach_weight else log_p.exp()
+            elif prev_confidence is not None:
+                prev = prev_confidence.to(current)
+                q = torch.where(prev >= 0, prev, current)  # NaN < 0 too
+            else:
+                q = current
+            log_w = pat_log_weights(q, num_classes, curve, max_log_weight)
+            log_w = log_w.sub_(log_divisor[class_index])
+            # exp(log_w - max) keeps every factor in [0, 1]; the max cancels
+            # in the weighted mean and is put back only for normalize='none'.
+            shift = log_w.detach().amax().clamp(min=-_FLOAT32_MAX_LOG)
+            scaled_w = log_w.sub_(shift).exp_()
+            if weight is not None:
+                scaled_w = scaled_w * weight.to(scaled_w)
+
+        if normalize == 'weight':
+            denom = scaled_w.detach().sum()
+            scale = 1.0
+        else:
+            denom = num_groups.to(scaled_w)
+            if shift.item() > _FLOAT32_MAX_LOG:
+                warnings.warn(
+                    f'PAT weights reach exp({shift.item():.0f}), beyond '
+                    'float32; the loss will overflow. Use '
+                    "normalize='weight' or set max_log_weight.")
+            scale = shift.exp()
+        # With no valid pixel (or all weights zero) every term is 0: return
+        # an exact 0 that still depends on the logits, never 0/0.
+        factor = scale / denom.clamp(min=torch.finfo(torch.float32).tiny)
+        if reduction == 'none':
+            loss = -(scaled_w * log_p) * factor
+        else:
+            loss = -(scaled_w * log_p).sum() * factor
+    return loss, current.masked_fill(class_index == num_classes, 0.0)
+
+
+@MODELS.register_module()
+class PATLoss(nn.Module):
+    """Pixel-wise Adaptive Training loss (arXiv 2404.05393).
+
+    Args:
+        curve (str): Weighting curve, ``'ina'`` (kappa = C) or ``'inap'``
+            (kappa = 1). Default: ``'ina'``.
+        confidence (str): ``'previous'`` (the confidence stored by
+            :class:`PrevPredictionHook`; current and detached where nothing
+            is stored) or ``'current'``. Default: ``'previous'``.
+        detach_weight (bool): Treat the PCLA weight as a constant.
+            Default: True.
+        homogenize (str): ``'class'`` or ``'none'``. Default: ``'class'``.
+        normalize (str): ``'weight'`` or ``'none'``. Default: ``'weight'``.
+        max_log_weight (float, optional): Cap on ``kappa * (1 - q)``.
+            Default: None.
+        tau (float): Softmax temperature. Default: 1.0.
+        loss_weight (float): Multiplier of the loss. Default: 1.0.
+        loss_name (str): Name of the loss item; must contain ``'loss'`` to
+            be back-propagated by MMSeg. Default: ``'loss_pat'``.
+
+    Attributes:
+        prev_confidence (Tensor | None): Set before the forward by
+            :class:`PrevPredictionHook`: the stored confidences (N, H, W)
+            of the batch, negative where nothing is stored.
+        last_confidence (Tensor | None): The detached current true-class
+            confidence (N, H, W) of the last forward.
+    """
+
+    def __init__(self,
+                 curve: str = 'ina',
+                 confidence: str = 'previous',
+                 detach_weight: bool = True,
+                 homogenize: str = 'class',
+                 normalize: str = 'weight',
+                 max_log_weight: Optional[float] = None,
+                 tau: float = 1.0,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_pat'):
+        super().__init__()
+        _check_option('curve', curve, CURVES)
+        _check_option('confidence', confidence, CONFIDENCE_SOURCES)
+        _check_option('homogenize', homogenize, HOMOGENIZE_MODES)
+        _check_option('normalize', normalize, NORMALIZE_MODES)
+        if tau <= 0:
+            raise ValueError(f'tau must be positive, got {tau}')
+        if 'loss' not in loss_name:
+            raise ValueError(
+                f"loss_name must contain 'loss' (MMSeg back-propagates only "
+                f'such keys), got {loss_name!r}')
+        self.curve = curve
+        self.confidence = confidence
+        self.detach_weight = detach_weight
+        self.homogenize = homogenize
+        self.normalize = normalize
+        self.max_log_weight = max_log_weight
+        self.tau = tau
+        self.loss_weight = loss_weight
+        self._loss_name = loss_name
+        self.prev_confidence: Optional[Tensor] = None
+        self.last_confidence: Optional[Tensor] = None
+
+    def forward(self,
+                cls_score: Tensor,
+                label: Tensor,
+                weight: Optional[Tensor] = None,
+                ignore_index: int = 255,
+                avg_factor=None,
+                reduction_override: Optional[str] = None,
+                **kwargs) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            cls_score (Tensor): Logits (N, C, H, W).
+            label (Tensor): Labels (N, H, W).
+            weight (Tensor, optional): Per-pixel weights (N, H, W).
+            ignore_index (int): Label of ignored pixels. Default: 255.
+            avg_factor: Unused; PAT normalises by its own weights.
+            reduction_override (str, optional): ``'none'`` returns the
+                per-pixel loss map (N, H, W), as ``OHEMPixelSampler`` needs;
+                ``'mean'`` or None the scalar loss.
+
+        Returns:
+            Tensor: The loss, multiplied by ``loss_weight``.
+        """
+        reduction = reduction_override or 'mean'
+        prev = self.prev_confidence
+        if prev is not None and prev.shape != label.shape:
+            # Auxiliary heads or samplers may call with other shapes; the
+            # stored map only fits the batch it was prepared for.
+            prev = None
+        loss, current = pat_loss(
+            cls_score,
+            label,
+            weight=weight,
+            prev_confidence=prev,
+            curve=self.curve,
+            confidence=self.confidence,
+            detach_weight=self.detach_weight,
+            homogenize=self.homogenize,
+            normalize=self.normalize,
+            max_log_weight=self.max_log_weight,
+            tau=self.tau,
+            ignore_index=ignore_index,
+            reduction=reduction)
+        if reduction == 'mean':
+            self.last_confidence = current
+        return self.loss_weight * loss
+
+    @property
+    def loss_name(self) -> str:
+        """Name of the loss item in the loss dict."""
+        return self._loss_name

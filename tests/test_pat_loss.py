@@ -1,0 +1,279 @@
+"""PATLoss against independent references: the authors' expression, closed
+form gradients worked out by hand, and naive per-pixel loops in float64."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+
+from mmseg_pat.models.losses import pat_loss, pat_weights
+
+
+def _random_batch(n=2, c=5, h=6, w=7, seed=0, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, c, h, w, generator=g) * scale
+    label = torch.randint(0, c, (n, h, w), generator=g)
+    return logits, label
+
+
+def authors_loss(logits, label):
+    """github.com/KhoiDOO/ibla, loss 'ina': mean over N*C*H*W of
+    -log_softmax(z) * onehot / (2 * exp(C * (p - 1)))."""
+    c = logits.shape[1]
+    onehot = F.one_hot(label, c).permute(0, 3, 1, 2).float()
+    p = logits.softmax(1)
+    return torch.mean(-F.log_softmax(logits, 1) * onehot /
+                      (2 * torch.exp(c * (p - 1))))
+
+
+def naive_pat(logits, label, q, kappa, homogenize, normalize, ignore=255):
+    """Float64 loop over pixels: sum_i w_i * l_i / Z, as the spec writes."""
+    z = logits.double().numpy()
+    y = label.numpy()
+    n, c, h, w = z.shape
+    counts = np.bincount(y[y != ignore].ravel(), minlength=c)
+    num, wsum, npix = 0.0, 0.0, 0
+    for b in range(n):
+        for i in range(h):
+            for j in range(w):
+                k = y[b, i, j]
+                if k == ignore:
+                    continue
+                zz = z[b, :, i, j]
+                logp = zz[k] - zz.max() - math.log(np.exp(zz - zz.max()).sum())
+                beta = 0.5 * math.exp(kappa * (1 - q[b, i, j]))
+                wi = beta / counts[k] if homogenize == 'class' else beta
+                num += wi * -logp
+                wsum += wi
+                npix += 1
+    if normalize == 'weight':
+        return num / wsum
+    return num / ((counts > 0).sum() if homogenize == 'class' else npix)
+
+
+def test_equals_authors_expression_times_c():
+    logits, label = _random_batch(c=5)
+    logits.requires_grad_(True)
+    ours, _ = pat_loss(
+        logits,
+        label,
+        confidence='current',
+        detach_weight=False,
+        homogenize='none',
+        normalize='none')
+    theirs = authors_loss(logits, label) * logits.shape[1]
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    g_ours, = torch.autograd.grad(ours, logits)
+    logits2 = logits.detach().clone().requires_grad_(True)
+    g_theirs, = torch.autograd.grad(
+        authors_loss(logits2, label) * logits.shape[1], logits2)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize('curve,kappa', [('ina', 5.0), ('inap', 1.0)])
+@pytest.mark.parametrize('homogenize', ['class', 'none'])
+@pytest.mark.parametrize('normalize', ['weight', 'none'])
+def test_value_matches_naive_loop(curve, kappa, homogenize, normalize):
+    logits, label = _random_batch(c=5, seed=3)
+    label[0, :2] = 255
+    q = torch.rand(label.shape, generator=torch.Generator().manual_seed(4))
+    ours, _ = pat_loss(
+        logits,
+        label,
+        prev_confidence=q,
+        curve=curve,
+        confidence='previous',
+        homogenize=homogenize,
+        normalize=normalize)
+    ref = naive_pat(logits, label, q.double().numpy(), kappa, homogenize,
+                    normalize)
+    assert ours.item() == pytest.approx(ref, rel=1e-5)
+
+
+def test_gradient_detached_weight_closed_form():
+    """d loss / d z_i = (w_i / Z) * (softmax(z_i) - onehot(y_i))."""
+    logits, label = _random_batch(c=4, seed=5)
+    label[1, 3:] = 255
+    logits.requires_grad_(True)
+    loss, _ = pat_loss(logits, label, confidence='current', curve='ina')
+    grad, = torch.autograd.grad(loss, logits)
+
+    z = logits.detach().double()
+    p = z.softmax(1)
+    valid = label != 255
+    y = torch.where(valid, label, 0)
+    onehot = F.one_hot(y, 4).permute(0, 3, 1, 2).double()
+    p_true = p.gather(1, y.unsqueeze(1)).squeeze(1)
+    beta = 0.5 * torch.exp(4 * (1 - p_true))
+    counts = torch.bincount(y[valid], minlength=4).double()
+    w = torch.where(valid, beta / counts[y], 0.0)
+    expected = (w / w.sum()).unsqueeze(1) * (p - onehot)
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-8)
+
+
+def test_gradient_not_detached_closed_form():
+    """The authors' gradient: CE's times beta * (1 - kappa * p * log p)."""
+    logits, label = _random_batch(c=3, seed=6)
+    logits.requires_grad_(True)
+    loss, _ = pat_loss(
+        logits,
+        label,
+        confidence='current',
+        detach_weight=False,
+        homogenize='none',
+        normalize='none')
+    grad, = torch.autograd.grad(loss, logits)
+
+    z = logits.detach().double()
+    p = z.softmax(1)
+    onehot = F.one_hot(label, 3).permute(0, 3, 1, 2).double()
+    pt = p.gather(1, label.unsqueeze(1)).squeeze(1)
+    beta = 0.5 * torch.exp(3 * (1 - pt))
+    factor = beta * (1 - 3 * pt * pt.log()) / label.numel()
+    expected = factor.unsqueeze(1) * (p - onehot)
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize('q,expected', [(1.0, 0.5), (0.0, 0.5 * math.e**19),
+                                        (0.5, 0.5 * math.e**9.5)])
+def test_ina_weight_curve(q, expected):
+    assert pat_weights(torch.tensor(q), 19).item() == pytest.approx(
+        expected, rel=1e-5)
+
+
+def test_max_log_weight_caps_exponent():
+    w = pat_weights(torch.tensor([0.0, 0.9]), 19, max_log_weight=5.0)
+    torch.testing.assert_close(
+        w, torch.tensor([0.5 * math.e**5, 0.5 * math.e**1.9]))
+
+
+def test_class_homogenization_equal_total_weight():
+    """10 pixels of class 0 and 10,000 of class 1 with the same confidence
+    and the same per-pixel loss get the same total share."""
+    label = torch.ones(1, 101, 100, dtype=torch.long)
+    label[0, 0, :10] = 0
+    label[0, 0, 10:] = 255  # the rest of the first row is ignored
+    logits = torch.zeros(1, 2, 101, 100)  # every pixel's CE is log 2
+    prev = torch.full(label.shape, 0.3)
+    pixel, _ = pat_loss(
+        logits, label, prev_confidence=prev, reduction='none')
+    share0 = pixel[label == 0].sum()
+    share1 = pixel[label == 1].sum()
+    assert (label == 1).sum() == 10000
+    torch.testing.assert_close(share0, share1)
+    assert share0.item() == pytest.approx(math.log(2) / 2, rel=1e-5)
+    assert torch.all(pixel[label == 255] == 0)
+
+
+def test_ignored_pixels_contribute_nothing():
+    logits, label = _random_batch(c=4, seed=7)
+    label[:, :3] = 255
+    logits.requires_grad_(True)
+    loss, _ = pat_loss(logits, label)
+    grad, = torch.autograd.grad(loss, logits)
+    assert torch.all(grad.permute(0, 2, 3, 1)[label == 255] == 0)
+    changed = logits.detach().clone()
+    changed.permute(0, 2, 3, 1)[label == 255] = 1e4
+    assert pat_loss(changed, label)[0].item() == pytest.approx(loss.item())
+
+
+@pytest.mark.parametrize('normalize', ['weight', 'none'])
+def test_all_ignored_gives_zero_loss_and_gradient(normalize):
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    label = torch.full((2, 4, 4), 255)
+    loss, _ = pat_loss(logits, label, normalize=normalize)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.all(logits.grad == 0)
+
+
+@pytest.mark.parametrize('bad', [7, -1])
+def test_label_out_of_range_names_value(bad):
+    logits, label = _random_batch(c=5)
+    label[0, 0, 0] = bad
+    with pytest.raises(ValueError, match=rf'\[{bad}\].*outside \[0, 5\)'):
+        pat_loss(logits, label)
+
+
+def test_many_classes_large_logits_stay_finite():
+    logits, label = _random_batch(n=1, c=150, h=8, w=8, seed=8)
+    logits = (logits * 100).requires_grad_(True)
+    loss, _ = pat_loss(logits, label)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(logits.grad).all()
+    # a confident-wrong pixel gives the largest weight: e^150 would overflow
+    # float32 without the log domain
+    ref = naive_pat(logits.detach(), label,
+                    torch.exp(F.log_softmax(logits.detach().double(), 1)
+                              .gather(1, label.unsqueeze(1)).squeeze(1))
+                    .numpy(), 150.0, 'class', 'weight')
+    assert loss.item() == pytest.approx(ref, rel=1e-4)
+
+
+def test_bf16_autocast_gives_fp32_result():
+    logits, label = _random_batch(c=19, seed=9)
+    ref, _ = pat_loss(logits, label)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        amp, _ = pat_loss(logits, label)
+    assert amp.dtype == torch.float32
+    assert amp.item() == pytest.approx(ref.item(), rel=1e-6)
+    half = logits.bfloat16()
+    torch.testing.assert_close(
+        pat_loss(half, label)[0], pat_loss(half.float(), label)[0])
+
+
+def test_temperature_divides_logits():
+    logits, label = _random_batch(seed=10)
+    a, _ = pat_loss(logits, label, tau=2.0)
+    b, _ = pat_loss(logits / 2, label)
+    torch.testing.assert_close(a, b)
+
+
+def test_previous_confidence_used_and_unknown_falls_back():
+    logits, label = _random_batch(c=3, seed=11)
+    current = logits.softmax(1).gather(1, label.unsqueeze(1)).squeeze(1)
+    unknown = torch.full(label.shape, -1.0)
+    fallback, _ = pat_loss(logits, label, prev_confidence=unknown)
+    same, _ = pat_loss(logits, label, prev_confidence=current)
+    torch.testing.assert_close(fallback, same)
+    other, _ = pat_loss(
+        logits, label, prev_confidence=torch.zeros(label.shape))
+    assert not torch.isclose(other, same)
+
+
+def test_weight_map_multiplies_weights():
+    logits, label = _random_batch(c=3, seed=12)
+    keep = torch.zeros(label.shape)
+    keep[0] = 1.0
+    masked, _ = pat_loss(logits, label, weight=keep, homogenize='none')
+    only_first, _ = pat_loss(logits[:1], label[:1], homogenize='none')
+    torch.testing.assert_close(masked, only_first)
+
+
+def test_module_through_registry():
+    loss = MODELS.build(dict(type='PATLoss', loss_weight=2.0, curve='inap'))
+    assert loss.loss_name == 'loss_pat'
+    logits, label = _random_batch(c=3, seed=13)
+    value = loss(logits, label, ignore_index=255)
+    ref, current = pat_loss(logits, label, curve='inap')
+    torch.testing.assert_close(value, 2 * ref)
+    torch.testing.assert_close(loss.last_confidence, current)
+    per_pixel = loss(logits, label, reduction_override='none')
+    assert per_pixel.shape == label.shape
+    torch.testing.assert_close(per_pixel.sum(), value)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(curve='focal'), 'curve'),
+    (dict(homogenize='pixel'), 'homogenize'),
+    (dict(normalize='sum'), 'normalize'),
+    (dict(confidence='next'), 'confidence'),
+    (dict(tau=0), 'tau'),
+    (dict(loss_name='pat'), 'loss_name'),
+])
+def test_bad_options_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(dict(type='PATLoss', **kwargs))
