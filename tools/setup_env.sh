@@ -36,20 +36,30 @@ mkdir -p "$CACHE"
 
 mmcv_ops_ok() { "$PY" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "'$MMCV_VERSION'"' >/dev/null 2>&1; }
 
+# Installs a wheel file with its dependencies (addict, yapf, opencv, ...).
+install_mmcv_wheel() {
+  "$PY" -m pip uninstall -y -q mmcv >/dev/null 2>&1 || true
+  "${PIP[@]}" "$1"
+}
+
 if ! mmcv_ops_ok; then
   # A prebuilt wheel is only valid for the Python and torch it was built
-  # against; one from MMSEG_PAT_FIND_LINKS is tried, then checked.
-  if [ -z "$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null)" ] && [ -n "${MMSEG_PAT_FIND_LINKS:-}" ]; then
+  # against: one from MMSEG_PAT_FIND_LINKS or the cache is tried, then
+  # checked with `import mmcv.ops`.
+  cached=$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1)
+  if [ -z "$cached" ] && [ -n "${MMSEG_PAT_FIND_LINKS:-}" ]; then
     for whl in "$MMSEG_PAT_FIND_LINKS"/mmcv-$MMCV_VERSION-*.whl; do
       [ -f "$whl" ] || continue
       say "trying prebuilt mmcv wheel $whl"
-      "${PIP[@]}" --no-deps --force-reinstall "$whl" && mmcv_ops_ok && cp "$whl" "$CACHE/" && break
+      if install_mmcv_wheel "$whl" && mmcv_ops_ok; then
+        cp "$whl" "$CACHE/"
+        break
+      fi
       say "that wheel does not import here (mmcv.ops); ignoring it"
     done
-  fi
-  if ! mmcv_ops_ok && [ -n "$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null)" ]; then
-    say "installing cached mmcv wheel from $CACHE"
-    "${PIP[@]}" --no-deps --force-reinstall "$CACHE"/mmcv-$MMCV_VERSION-*.whl || true
+  elif [ -n "$cached" ]; then
+    say "installing cached mmcv wheel $cached"
+    install_mmcv_wheel "$cached" || true
   fi
   if ! mmcv_ops_ok; then
     rm -f "$CACHE"/mmcv-$MMCV_VERSION-*.whl
@@ -58,12 +68,10 @@ if ! mmcv_ops_ok; then
     say "the wheel is cached in $CACHE."
     MMCV_WITH_OPS=1 MAX_JOBS=$(nproc) "$PY" -m pip wheel --no-build-isolation \
       --no-deps -v "mmcv==$MMCV_VERSION" -w "$CACHE" 2>&1 \
-      | grep --line-buffered -E '^\[[0-9]+/[0-9]+\]|Building wheel|Created wheel|error' || true
-    "${PIP[@]}" --no-deps --force-reinstall "$CACHE"/mmcv-$MMCV_VERSION-*.whl
+      | grep --line-buffered -E '^\[[0-9]+/[0-9]+\]|Building wheel|Created wheel|rror' || true
+    install_mmcv_wheel "$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl | head -n 1)"
     mmcv_ops_ok || { say "mmcv built but 'import mmcv.ops' fails"; exit 1; }
   fi
-  # mmcv's own runtime dependencies (addict, yapf, opencv, ...).
-  "${PIP[@]}" "mmcv==$MMCV_VERSION" --find-links "$CACHE"
 fi
 
 say "installing mmseg_pat (editable) with mmengine, mmsegmentation and test tools"
