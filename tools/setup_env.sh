@@ -46,7 +46,7 @@ if ! mmcv_ops_ok; then
   # A prebuilt wheel is only valid for the Python and torch it was built
   # against: one from MMSEG_PAT_FIND_LINKS or the cache is tried, then
   # checked with `import mmcv.ops`.
-  cached=$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1)
+  cached=$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1 || true)
   if [ -z "$cached" ] && [ -n "${MMSEG_PAT_FIND_LINKS:-}" ]; then
     for whl in "$MMSEG_PAT_FIND_LINKS"/mmcv-$MMCV_VERSION-*.whl; do
       [ -f "$whl" ] || continue
