@@ -46,8 +46,13 @@ def tiny_config(model: str,
                 data_root: str,
                 loss: Optional[dict] = None,
                 max_iters: int = 3,
-                tmp_dir: Optional[str] = None) -> Config:
-    """A runnable config: tiny ``model`` on the tiny generated shapes."""
+                tmp_dir: Optional[str] = None,
+                memory_grid: Optional[tuple] = None) -> Config:
+    """A runnable config: tiny ``model`` on the tiny generated shapes.
+
+    With ``memory_grid``, the train pipeline carries pixel origins and
+    ``PrevPredictionHook`` runs with that grid.
+    """
     tmp_dir = tmp_dir or work_dir
     text = f"""
 _base_ = [
@@ -81,6 +86,8 @@ custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
     cfg.train_dataloader.batch_size = 2
     cfg.train_dataloader.dataset.pipeline[2].scale = size
     cfg.train_dataloader.dataset.pipeline[3].crop_size = size
+    if memory_grid is not None:
+        add_prediction_memory(cfg, memory_grid)
     cfg.optim_wrapper = dict(
         type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
     cfg.param_scheduler = []
@@ -99,3 +106,13 @@ custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
     cfg.randomness = dict(seed=0)
     cfg.work_dir = work_dir
     return cfg
+
+
+def add_prediction_memory(cfg: Config, grid: tuple) -> None:
+    """Switch ``PrevPredictionHook`` on, as a user's config does."""
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    types = [t['type'] for t in pipeline]
+    pipeline.insert(types.index('LoadAnnotations') + 1,
+                    dict(type='LoadPixelOrigins'))
+    pipeline[-1] = dict(type='PackSegInputsWithOrigins')
+    cfg.custom_hooks = [dict(type='PrevPredictionHook', grid=grid)]

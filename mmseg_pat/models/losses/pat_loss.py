@@ -20,7 +20,7 @@ counts do not overflow and autocast (fp16 / bf16) does not lose precision.
 import math
 import warnings
 from contextlib import nullcontext
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -171,7 +171,7 @@ def pat_loss(cls_score: Tensor,
 
     Returns:
         tuple[Tensor, Tensor]: The loss (scalar or (N, H, W), float32) and
-        the detached current true-class confidence (N, H, W), 0 at ignored
+        the detached current true-class confidence (N, H, W), -1 at ignored
         pixels.
     """
     _check_option('confidence', confidence, CONFIDENCE_SOURCES)
@@ -245,7 +245,24 @@ def pat_loss(cls_score: Tensor,
             loss = -(scaled_w * log_p) * factor
         else:
             loss = -(scaled_w * log_p).sum() * factor
-    return loss, current.masked_fill(class_index == num_classes, 0.0)
+    return loss, current.masked_fill(class_index == num_classes, -1.0)
+
+
+def stack_padded(maps: Sequence[Tensor], shape: Sequence[int],
+                 device=None) -> Optional[Tensor]:
+    """Stack per-image (h, w) maps into ``shape`` (N, H, W), padding at the
+    bottom and right with -1, as MMSeg pads the labels of a batch.
+
+    Returns None if the maps cannot belong to a batch of that shape.
+    """
+    n, height, width = shape
+    if len(maps) != n or any(m.shape[-2] > height or m.shape[-1] > width
+                             for m in maps):
+        return None
+    out = torch.full((n, height, width), -1.0, device=device)
+    for i, m in enumerate(maps):
+        out[i, :m.shape[-2], :m.shape[-1]] = m
+    return out
 
 
 @MODELS.register_module()
@@ -270,11 +287,15 @@ class PATLoss(nn.Module):
             be back-propagated by MMSeg. Default: ``'loss_pat'``.
 
     Attributes:
-        prev_confidence (Tensor | None): Set before the forward by
-            :class:`PrevPredictionHook`: the stored confidences (N, H, W)
-            of the batch, negative where nothing is stored.
+        prev_confidence (list[Tensor] | Tensor | None): Set before the
+            forward by :class:`PrevPredictionHook`: the stored confidences
+            of the batch, one (h, w) map per image (padded here like the
+            label, at the bottom and right) or one (N, H, W) tensor;
+            negative where nothing is stored.
         last_confidence (Tensor | None): The detached current true-class
-            confidence (N, H, W) of the last forward.
+            confidence (N, H, W) of the last forward, -1 at ignored pixels.
+        last_known_fraction (float | None): Share of the valid pixels of the
+            last forward that had a stored confidence.
     """
 
     def __init__(self,
@@ -307,8 +328,9 @@ class PATLoss(nn.Module):
         self.tau = tau
         self.loss_weight = loss_weight
         self._loss_name = loss_name
-        self.prev_confidence: Optional[Tensor] = None
+        self.prev_confidence: Union[List[Tensor], Tensor, None] = None
         self.last_confidence: Optional[Tensor] = None
+        self.last_known_fraction: Optional[float] = None
 
     def forward(self,
                 cls_score: Tensor,
@@ -335,10 +357,12 @@ class PATLoss(nn.Module):
         """
         reduction = reduction_override or 'mean'
         prev = self.prev_confidence
-        if prev is not None and prev.shape != label.shape:
-            # Auxiliary heads or samplers may call with other shapes; the
-            # stored map only fits the batch it was prepared for.
+        if self.confidence != 'previous':
             prev = None
+        elif isinstance(prev, (list, tuple)):
+            prev = stack_padded(prev, label.shape, label.device)
+        if prev is not None and prev.shape != label.shape:
+            prev = None  # not prepared for this batch
         loss, current = pat_loss(
             cls_score,
             label,
@@ -355,6 +379,12 @@ class PATLoss(nn.Module):
             reduction=reduction)
         if reduction == 'mean':
             self.last_confidence = current
+            self.last_known_fraction = None
+            if prev is not None:
+                valid = current >= 0
+                known = (prev >= 0) & valid
+                self.last_known_fraction = (
+                    known.sum() / valid.sum().clamp(min=1)).item()
         return self.loss_weight * loss
 
     @property

@@ -1,0 +1,81 @@
+"""Track where each training pixel came from through the augmentation.
+
+MMSeg's train pipeline resizes, crops and flips, and records no crop box.
+:class:`LoadPixelOrigins` adds the original row and column of every pixel as
+two extra ``seg_fields``, so every geometric transform that moves the label
+(``RandomResize``, ``RandomCrop``, ``RandomFlip``, ``RandomRotate``, ...)
+moves them exactly the same way, with nearest-neighbour interpolation.
+:class:`PackSegInputsWithOrigins` puts them into the data sample. From them,
+:class:`PrevPredictionHook` finds, for each pixel of an augmented crop, the
+cell of its image's memory grid.
+
+Pixels that a transform fills (padding, rotation borders) get the seg pad
+value in these maps as in the label, where they are ignored anyway.
+"""
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmengine.structures import PixelData
+from mmseg.datasets.transforms import PackSegInputs
+from mmseg.registry import TRANSFORMS
+
+ORIGIN_FIELDS = ('origin_row', 'origin_col')
+_MAX_SIDE = np.iinfo(np.uint16).max
+
+
+@TRANSFORMS.register_module()
+class LoadPixelOrigins(BaseTransform):
+    """Add the original row and column of each pixel as segmentation fields.
+
+    Place it right after ``LoadAnnotations``. Required keys: ``gt_seg_map``,
+    ``seg_fields``, ``sample_idx``. Added keys: ``origin_row``,
+    ``origin_col`` (uint16 maps of the label's shape), ``origin_shape``.
+    """
+
+    def transform(self, results: dict) -> dict:
+        if 'gt_seg_map' not in results:
+            raise KeyError(
+                'LoadPixelOrigins needs the label: place it right after '
+                "dict(type='LoadAnnotations') in the train pipeline.")
+        h, w = results['gt_seg_map'].shape[:2]
+        if max(h, w) > _MAX_SIDE:
+            raise ValueError(f'label of {h}x{w} pixels: LoadPixelOrigins '
+                             f'supports sides up to {_MAX_SIDE}')
+        rows = np.arange(h, dtype=np.uint16)[:, None]
+        cols = np.arange(w, dtype=np.uint16)[None, :]
+        results['origin_row'] = np.ascontiguousarray(np.broadcast_to(rows,
+                                                                     (h, w)))
+        results['origin_col'] = np.ascontiguousarray(np.broadcast_to(cols,
+                                                                     (h, w)))
+        results['origin_shape'] = (h, w)
+        results.setdefault('seg_fields', []).extend(ORIGIN_FIELDS)
+        return results
+
+
+@TRANSFORMS.register_module()
+class PackSegInputsWithOrigins(PackSegInputs):
+    """``PackSegInputs`` that also packs the pixel origins.
+
+    Use it in place of ``PackSegInputs`` (same arguments). The data sample
+    also gets ``pixel_origin`` (PixelData, int32 (2, H, W): the original row
+    and column of each pixel) and the metainfo ``sample_idx`` (the image's
+    index in the dataset) and ``origin_shape`` (the label's shape when it
+    was loaded).
+    """
+
+    def transform(self, results: dict) -> dict:
+        missing = [k for k in ORIGIN_FIELDS if k not in results]
+        if missing:
+            raise KeyError(
+                f'{missing} not found: add dict(type=\'LoadPixelOrigins\') '
+                "right after dict(type='LoadAnnotations').")
+        origin = np.stack([results[k] for k in ORIGIN_FIELDS])
+        packed = super().transform(results)
+        sample = packed['data_samples']
+        sample.pixel_origin = PixelData(
+            data=torch.from_numpy(origin.astype(np.int32)))
+        sample.set_metainfo(
+            dict(
+                sample_idx=results['sample_idx'],
+                origin_shape=results['origin_shape']))
+        return packed

@@ -1,0 +1,4 @@
+from .hooks import PrevPredictionHook
+from .prediction_memory import MemoryMismatchError, PredictionMemory
+
+__all__ = ['MemoryMismatchError', 'PredictionMemory', 'PrevPredictionHook']

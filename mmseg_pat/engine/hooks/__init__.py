@@ -1,0 +1,3 @@
+from .prev_prediction_hook import PrevPredictionHook
+
+__all__ = ['PrevPredictionHook']
