@@ -1,7 +1,12 @@
 from . import transforms  # noqa: F401  (registration)
 from .long_tail_shapes import (LongTailShapesDataset, class_probabilities,
                                generate_long_tail_shapes)
+from .nyu_seg import (NYU13_CLASSES, NYU40_CLASSES, NYUv2Seg40Dataset,
+                      NYUv2SegDataset)
+from .oxford_pet import OxfordPetDataset
 
 __all__ = [
-    'LongTailShapesDataset', 'class_probabilities', 'generate_long_tail_shapes'
+    'LongTailShapesDataset', 'class_probabilities',
+    'generate_long_tail_shapes', 'NYU13_CLASSES', 'NYU40_CLASSES',
+    'NYUv2SegDataset', 'NYUv2Seg40Dataset', 'OxfordPetDataset'
 ]
