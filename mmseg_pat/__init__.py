@@ -3,7 +3,7 @@
 Importing the package registers its modules into MMSeg's registries, so a
 config needs only ``custom_imports = dict(imports=['mmseg_pat'])``.
 """
-from . import datasets, engine, models  # noqa: F401  (registration)
+from . import datasets, engine, evaluation, models  # noqa: F401
 from .utils import allow_mmengine_checkpoints
 from .version import __version__
 

@@ -1,0 +1,213 @@
+"""Training-set class pixel counts and the head / body / tail split.
+
+The long-tail baselines (BLV, logit adjustment, class-weighted
+cross-entropy) and the rare-class metric of ``shared/docs/PAT_SPEC.md``
+(sections 4 and 5) all start from the number of training pixels of each
+class. This module counts them as the dataset's ``LoadAnnotations`` loads the
+label maps (so ``reduce_zero_label`` and the dataset's ``label_map`` apply),
+stores them as JSON (``tools/analysis/class_statistics.py`` writes the file
+that configs then name), and splits the classes into frequency groups.
+
+Class counts are whole pixel numbers. Where a count of 0 would make a
+logarithm infinite, the class is treated as having one pixel
+(:func:`log_class_prior`).
+"""
+import json
+import math
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.utils import mkdir_or_exist
+from mmseg.datasets.transforms import LoadAnnotations
+
+#: Frequency groups, from the most to the least frequent classes.
+FREQUENCY_GROUPS = ('head', 'body', 'tail')
+
+ClassCounts = Union[str, Sequence[int], np.ndarray]
+
+
+def _annotation_loader(dataset) -> LoadAnnotations:
+    """The dataset's own ``LoadAnnotations``, or MMSeg's default one."""
+    for transform in getattr(dataset.pipeline, 'transforms', ()):
+        if isinstance(transform, LoadAnnotations):
+            return transform
+    return LoadAnnotations()
+
+
+def class_pixel_counts(dataset, ignore_index: int = 255) -> np.ndarray:
+    """Count the pixels of each class over a dataset's label maps.
+
+    Each label map is loaded by the dataset's ``LoadAnnotations`` transform
+    (MMSeg's default one if the pipeline has none), so the counts are those
+    of the labels the model is trained on. Dataset wrappers are looked
+    through: a ``ConcatDataset`` sums its parts, and a wrapper with a
+    ``dataset`` attribute (e.g. ``RepeatDataset``) counts each image once.
+
+    Args:
+        dataset (BaseSegDataset): An MMSeg dataset with ``seg_map_path`` in
+            its data infos and ``classes`` in its metainfo.
+        ignore_index (int): Label value of pixels that are not counted.
+            Default: 255.
+
+    Returns:
+        np.ndarray: Pixel count of each class, int64 of shape (C, ).
+
+    Raises:
+        ValueError: If a label map holds a value that is neither a class
+            index in [0, C) nor ``ignore_index``.
+    """
+    if hasattr(dataset, 'datasets'):
+        return sum(
+            class_pixel_counts(part, ignore_index)
+            for part in dataset.datasets)
+    if hasattr(dataset, 'dataset'):
+        return class_pixel_counts(dataset.dataset, ignore_index)
+    dataset.full_init()
+    num_classes = len(dataset.metainfo['classes'])
+    loader = _annotation_loader(dataset)
+    counts = np.zeros(num_classes, np.int64)
+    for i in range(len(dataset)):
+        results = loader(dataset.get_data_info(i))
+        label = results['gt_seg_map']
+        hist = np.bincount(
+            label[label != ignore_index].ravel(), minlength=num_classes)
+        bad = np.flatnonzero(hist[num_classes:]) + num_classes
+        if bad.size:
+            raise ValueError(
+                f'{results["seg_map_path"]}: label values '
+                f'{bad[:10].tolist()} are outside [0, {num_classes}) and '
+                f'are not ignore_index={ignore_index}. Check the classes '
+                'and reduce_zero_label of the dataset.')
+        counts += hist[:num_classes]
+    return counts
+
+
+def check_num_classes(class_counts: Sequence, num_classes: int) -> None:
+    """Raise a ValueError unless there is one count per class.
+
+    Args:
+        class_counts (Sequence): Class counts (or values derived from them).
+        num_classes (int): Number of classes of the model or dataset.
+    """
+    if len(class_counts) != num_classes:
+        raise ValueError(
+            f'class_counts has {len(class_counts)} entries but the model '
+            f'has {num_classes} classes; recompute with '
+            'tools/analysis/class_statistics.py CONFIG --out FILE and pass '
+            'FILE as class_counts.')
+
+
+def load_class_counts(class_counts: ClassCounts,
+                      num_classes: Optional[int] = None) -> np.ndarray:
+    """Read class pixel counts given as a sequence or as a JSON file.
+
+    Args:
+        class_counts (str | Sequence[int] | np.ndarray): The counts, or the
+            path of a JSON file holding either the object written by
+            :func:`save_class_counts` or a plain list.
+        num_classes (int, optional): If given, the number of classes the
+            counts must have. Default: None (not checked).
+
+    Returns:
+        np.ndarray: The counts, int64 of shape (C, ).
+
+    Raises:
+        ValueError: If the counts are not a non-empty list of whole numbers
+            >= 0, or do not have ``num_classes`` entries.
+    """
+    if isinstance(class_counts, str):
+        with open(class_counts) as f:
+            content = json.load(f)
+        if isinstance(content, dict):
+            content = content['counts']
+        class_counts = content
+    values = np.asarray(class_counts, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError('class_counts must be a non-empty list with one '
+                         f'count per class, got shape {values.shape}')
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0)
+                         | (values != np.round(values)))
+    if bad.size:
+        raise ValueError(
+            'class_counts must be pixel counts (whole numbers >= 0), got '
+            f'{values[bad[0]]} at index {bad[0]}')
+    if num_classes is not None:
+        check_num_classes(values, num_classes)
+    return values.astype(np.int64)
+
+
+def frequency_groups(class_counts: ClassCounts) -> Dict[str, List[int]]:
+    """Split classes into head, body and tail by training pixel frequency.
+
+    With C classes, the ``C // 3`` most frequent classes are the head and the
+    ``C // 3`` rarest the tail; the body takes the rest, so it gets the one
+    or two classes left over when C is not divisible by 3 (19 classes: 6 /
+    7 / 6). Every class with no training pixel is in the tail, even if that
+    makes the tail larger than a third. Ties are broken by class index, the
+    lower index counting as the more frequent.
+
+    Args:
+        class_counts (str | Sequence[int] | np.ndarray): Training pixel
+            counts, as accepted by :func:`load_class_counts`.
+
+    Returns:
+        dict[str, list[int]]: Class indices of ``'head'``, ``'body'`` and
+        ``'tail'``, each from the most to the least frequent.
+    """
+    counts = load_class_counts(class_counts)
+    third = len(counts) // 3
+    order = np.argsort(-counts, kind='stable').tolist()
+    num_tail = max(third, int(np.sum(counts == 0)))
+    num_head = min(third, len(counts) - num_tail)
+    return dict(
+        head=order[:num_head],
+        body=order[num_head:len(counts) - num_tail],
+        tail=order[len(counts) - num_tail:])
+
+
+def log_class_prior(class_counts: ClassCounts) -> np.ndarray:
+    """Log of each class's share of the training pixels.
+
+    A class with no training pixel is treated as having one, so the prior
+    is positive and its log finite.
+
+    Args:
+        class_counts (str | Sequence[int] | np.ndarray): Training pixel
+            counts, as accepted by :func:`load_class_counts`.
+
+    Returns:
+        np.ndarray: ``log(n_c / sum(n))`` with ``n_c`` clamped to >= 1,
+        float64 of shape (C, ).
+    """
+    counts = np.maximum(load_class_counts(class_counts), 1).astype(np.float64)
+    return np.log(counts) - math.log(counts.sum())
+
+
+def save_class_counts(path: str, counts: Sequence[int],
+                      classes: Sequence[str]) -> Dict:
+    """Write class counts as JSON for :func:`load_class_counts`.
+
+    The file holds ``classes``, ``counts``, ``frequencies`` (each count over
+    the total; 0 if there is no pixel at all) and ``groups``, the class
+    indices of :func:`frequency_groups`.
+
+    Args:
+        path (str): The JSON file to write; its folder is created.
+        counts (Sequence[int]): Pixel count of each class.
+        classes (Sequence[str]): Class names, one per count.
+
+    Returns:
+        dict: The object written.
+    """
+    counts = load_class_counts(counts, num_classes=len(classes))
+    total = int(counts.sum())
+    content = dict(
+        classes=list(classes),
+        counts=counts.tolist(),
+        frequencies=(counts / max(total, 1)).tolist(),
+        groups=frequency_groups(counts))
+    mkdir_or_exist(osp.dirname(osp.abspath(path)))
+    with open(path, 'w') as f:
+        json.dump(content, f, indent=1)
+    return content

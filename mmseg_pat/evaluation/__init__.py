@@ -1,0 +1,3 @@
+from .metrics import LongTailIoUMetric
+
+__all__ = ['LongTailIoUMetric']

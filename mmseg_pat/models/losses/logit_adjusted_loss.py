@@ -1,0 +1,126 @@
+"""Logit-adjusted cross-entropy (balanced softmax).
+
+Menon et al., "Long-tail learning via logit adjustment", arXiv 2007.07314;
+Ren et al., "Balanced Meta-Softmax for Long-Tailed Visual Recognition",
+NeurIPS 2020 (arXiv 2007.10740). A baseline of ``shared/docs/PAT_SPEC.md``
+section 4: the cross-entropy of ``z + tau * log(prior)`` where the prior is
+each class's share of the training pixels. Only the loss sees the
+adjustment; at test time the model outputs its raw logits, which then
+favour rare classes by ``-tau * log(prior)`` relative to the training fit.
+"""
+from typing import Optional
+
+import torch
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from ...datasets.class_statistics import (ClassCounts, check_num_classes,
+                                          log_class_prior)
+from .pixel_loss import PixelLoss, check_logits_and_labels
+from .weighted_cross_entropy_loss import weighted_cross_entropy
+
+
+def logit_adjusted_loss(cls_score: Tensor,
+                        label: Tensor,
+                        log_prior: Tensor,
+                        tau: float = 1.0,
+                        weight: Optional[Tensor] = None,
+                        ignore_index: int = 255,
+                        reduction: str = 'mean',
+                        avg_factor: Optional[float] = None) -> Tensor:
+    """Cross-entropy of the logits plus ``tau * log_prior``, in float32.
+
+    Args:
+        cls_score (Tensor): Logits (N, C, H, W).
+        label (Tensor): Labels (N, H, W).
+        log_prior (Tensor): Log of each class's training pixel share (C, ),
+            see :func:`~mmseg_pat.datasets.class_statistics.log_class_prior`.
+        tau (float): Scale of the adjustment; 0 gives cross-entropy.
+            Default: 1.0.
+        weight (Tensor, optional): Per-pixel weights (N, H, W).
+            Default: None (1).
+        ignore_index (int): Label of ignored pixels. Default: 255.
+        reduction (str): ``'mean'`` (over valid pixels), ``'sum'`` or
+            ``'none'`` (the per-pixel map). Default: ``'mean'``.
+        avg_factor (float, optional): Divisor of ``'mean'``. Default: None.
+
+    Returns:
+        Tensor: The loss, a float32 scalar or (N, H, W).
+    """
+    check_logits_and_labels(cls_score, label)
+    check_num_classes(log_prior, cls_score.shape[1])
+    with torch.autocast(device_type=cls_score.device.type, enabled=False):
+        logits = cls_score.float() + tau * log_prior.to(
+            cls_score.device, torch.float32).view(1, -1, 1, 1)
+        return weighted_cross_entropy(
+            logits,
+            label,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            avg_factor=avg_factor)
+
+
+@MODELS.register_module()
+class LogitAdjustedLoss(PixelLoss):
+    """Logit-adjusted cross-entropy (balanced softmax when ``tau = 1``).
+
+    Args:
+        class_counts (Sequence[int] | str): Training pixel counts of the
+            classes, or the JSON written by
+            ``tools/analysis/class_statistics.py``. A class with no pixel is
+            treated as having one.
+        tau (float): Scale of the adjustment ``tau * log(prior)``.
+            Default: 1.0.
+        loss_weight (float): Multiplier of the loss. Default: 1.0.
+        loss_name (str): Name of the loss item; must contain ``'loss'``.
+            Default: ``'loss_logit_adjusted'``.
+    """
+
+    def __init__(self,
+                 class_counts: ClassCounts,
+                 tau: float = 1.0,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_logit_adjusted'):
+        super().__init__(loss_weight, loss_name)
+        self.tau = tau
+        self.log_prior: Tensor
+        self.register_buffer(
+            'log_prior',
+            torch.as_tensor(log_class_prior(class_counts), dtype=torch.float),
+            persistent=False)
+
+    def forward(self,
+                cls_score: Tensor,
+                label: Tensor,
+                weight: Optional[Tensor] = None,
+                ignore_index: int = 255,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                **kwargs) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            cls_score (Tensor): Logits (N, C, H, W).
+            label (Tensor): Labels (N, H, W).
+            weight (Tensor, optional): Per-pixel weights (N, H, W).
+                Default: None.
+            ignore_index (int): Label of ignored pixels. Default: 255.
+            avg_factor (float, optional): Divisor of the mean.
+                Default: None (the summed weight of valid pixels).
+            reduction_override (str, optional): ``'none'`` returns the
+                per-pixel map (N, H, W), ``'sum'`` the sum; ``'mean'`` or
+                None the mean. Default: None.
+
+        Returns:
+            Tensor: The loss, multiplied by ``loss_weight``.
+        """
+        return self.loss_weight * logit_adjusted_loss(
+            cls_score,
+            label,
+            self.log_prior,
+            tau=self.tau,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction_override or 'mean',
+            avg_factor=avg_factor)

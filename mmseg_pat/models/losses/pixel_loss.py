@@ -1,0 +1,150 @@
+"""Pieces shared by the per-pixel softmax losses of the baselines.
+
+The baselines of ``shared/docs/PAT_SPEC.md`` section 4 (BLV, class-weighted
+cross-entropy, softmax focal loss, logit adjustment) follow one contract,
+MMSeg's: logits (N, C, H, W) and labels (N, H, W); per-pixel weights (such
+as ``OHEMPixelSampler``'s map) multiply each pixel's loss; ignored pixels
+contribute exactly 0 and are never used as an index; ``reduction='none'``
+returns the per-pixel map. This module holds that contract once.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .pat_loss import check_labels
+
+#: Reductions a loss accepts as ``reduction_override``.
+REDUCTIONS = ('mean', 'sum', 'none')
+
+
+def check_logits_and_labels(cls_score: Tensor, label: Tensor) -> None:
+    """Raise a ValueError unless logits are (N, C, H, W), labels (N, H, W).
+
+    Args:
+        cls_score (Tensor): Logits.
+        label (Tensor): Labels.
+    """
+    if cls_score.dim() != 4 or label.shape != (cls_score.shape[0],
+                                               *cls_score.shape[2:]):
+        raise ValueError(
+            f'expected logits (N, C, H, W) and labels (N, H, W) of the same '
+            f'N, H, W; got {tuple(cls_score.shape)} and {tuple(label.shape)}')
+
+
+def true_class_log_prob(logits: Tensor, label: Tensor,
+                        ignore_index: int) -> Tuple[Tensor, Tensor]:
+    """Log-softmax probability of each pixel's true class, in float32.
+
+    Args:
+        logits (Tensor): Logits (N, C, H, W).
+        label (Tensor): Labels (N, H, W).
+        ignore_index (int): Label of ignored pixels.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``log_p`` (N, H, W), that of class 0 at
+        ignored pixels (finite, to be weighted by 0), and ``class_index``
+        (N, H, W), the label with C at ignored pixels.
+
+    Raises:
+        ValueError: If the shapes do not match or a label is neither in
+            [0, C) nor ``ignore_index``.
+    """
+    check_logits_and_labels(logits, label)
+    class_index, gather_index = check_labels(label, logits.shape[1],
+                                             ignore_index)
+    log_p = F.log_softmax(logits.float(), dim=1).gather(
+        1, gather_index.unsqueeze(1)).squeeze(1)
+    return log_p, class_index
+
+
+def pixel_weights(class_index: Tensor,
+                  num_classes: int,
+                  weight: Optional[Tensor] = None,
+                  class_weight: Optional[Tensor] = None) -> Tensor:
+    """Weight of each pixel: ``class_weight[y] * weight``, 0 where ignored.
+
+    Args:
+        class_index (Tensor): Labels (N, H, W) with C at ignored pixels, as
+            returned by :func:`true_class_log_prob`.
+        num_classes (int): Number of classes C.
+        weight (Tensor, optional): Per-pixel weights (N, H, W).
+            Default: None (1).
+        class_weight (Tensor, optional): Per-class weights (C, ).
+            Default: None (1).
+
+    Returns:
+        Tensor: Float32 weights (N, H, W), exactly 0 at ignored pixels.
+    """
+    if class_weight is None:
+        table = torch.ones(num_classes, device=class_index.device)
+    else:
+        table = class_weight.to(class_index.device, torch.float32)
+    # The extra last entry is the "class" of ignored pixels.
+    w = torch.cat([table, table.new_zeros(1)])[class_index]
+    if weight is not None:
+        w = w * weight.float()
+    return w
+
+
+def reduce_pixel_loss(pixel_loss: Tensor,
+                      norm_weight: Tensor,
+                      reduction: str = 'mean',
+                      avg_factor: Optional[Union[float, Tensor]] = None
+                      ) -> Tensor:
+    """Reduce a per-pixel loss map.
+
+    Args:
+        pixel_loss (Tensor): Weighted per-pixel loss (N, H, W), 0 at ignored
+            pixels.
+        norm_weight (Tensor): Weight of each pixel in the mean (N, H, W), 0
+            at ignored pixels.
+        reduction (str): ``'mean'``: ``sum(pixel_loss) / sum(norm_weight)``
+            (exactly 0 when no pixel has weight); ``'sum'``; or ``'none'``:
+            the map itself. Default: ``'mean'``.
+        avg_factor (float | Tensor, optional): Replaces
+            ``sum(norm_weight)`` as the divisor of ``'mean'``.
+            Default: None.
+
+    Returns:
+        Tensor: The loss, a scalar or (N, H, W).
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f'reduction must be one of {REDUCTIONS}, got {reduction!r}')
+    if reduction == 'none':
+        return pixel_loss
+    total = pixel_loss.sum()
+    if reduction == 'sum':
+        return total
+    denom = norm_weight.sum() if avg_factor is None else torch.as_tensor(
+        avg_factor, dtype=total.dtype, device=total.device)
+    return total / denom.clamp(min=torch.finfo(torch.float32).tiny)
+
+
+class PixelLoss(nn.Module):
+    """Base of the baseline losses: ``loss_weight`` and ``loss_name``.
+
+    Args:
+        loss_weight (float): Multiplier of the loss. Default: 1.0.
+        loss_name (str): Name of the loss item; must contain ``'loss'`` to
+            be back-propagated by MMSeg. Default: ``'loss_pixel'``.
+    """
+
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_pixel'):
+        super().__init__()
+        if 'loss' not in loss_name:
+            raise ValueError(
+                f"loss_name must contain 'loss' (MMSeg back-propagates only "
+                f'such keys), got {loss_name!r}')
+        self.loss_weight = loss_weight
+        self._loss_name = loss_name
+
+    @property
+    def loss_name(self) -> str:
+        """Name of the loss item in the loss dict."""
+        return self._loss_name

@@ -1,0 +1,131 @@
+"""Softmax focal loss for semantic segmentation.
+
+Lin et al., "Focal Loss for Dense Object Detection", arXiv 1708.02002, in
+its multi-class (softmax) form: ``-alpha_y (1 - p_y)^gamma log p_y``, where
+``p_y`` is the softmax probability of the true class. A baseline of
+``shared/docs/PAT_SPEC.md`` section 4; MMSeg's ``FocalLoss`` is the
+sigmoid (one-vs-all) form only.
+"""
+from typing import Optional, Sequence
+
+import torch
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from .pixel_loss import (PixelLoss, pixel_weights, reduce_pixel_loss,
+                         true_class_log_prob)
+
+
+def softmax_focal_loss(cls_score: Tensor,
+                       label: Tensor,
+                       gamma: float = 2.0,
+                       alpha: Optional[Tensor] = None,
+                       weight: Optional[Tensor] = None,
+                       ignore_index: int = 255,
+                       reduction: str = 'mean',
+                       avg_factor: Optional[float] = None) -> Tensor:
+    """Softmax focal loss of a batch of logits, in float32.
+
+    Args:
+        cls_score (Tensor): Logits (N, C, H, W).
+        label (Tensor): Labels (N, H, W).
+        gamma (float): Focusing exponent, >= 0; 0 gives cross-entropy.
+            Default: 2.0.
+        alpha (Tensor, optional): Weight ``alpha_c`` of each class (C, ).
+            Default: None (1).
+        weight (Tensor, optional): Per-pixel weights (N, H, W).
+            Default: None (1).
+        ignore_index (int): Label of ignored pixels. Default: 255.
+        reduction (str): ``'mean'`` (over valid pixels, weighted by
+            ``weight`` but not by ``alpha``), ``'sum'`` or ``'none'`` (the
+            per-pixel map, 0 at ignored pixels). Default: ``'mean'``.
+        avg_factor (float, optional): Divisor of ``'mean'`` in place of the
+            number (summed weight) of valid pixels. Default: None.
+
+    Returns:
+        Tensor: The loss, a float32 scalar or (N, H, W).
+    """
+    if gamma < 0:
+        raise ValueError(f'gamma must be >= 0, got {gamma}')
+    num_classes = cls_score.shape[1]
+    if alpha is not None and len(alpha) != num_classes:
+        raise ValueError(f'alpha has {len(alpha)} entries but the logits '
+                         f'have {num_classes} classes')
+    with torch.autocast(device_type=cls_score.device.type, enabled=False):
+        log_p, class_index = true_class_log_prob(cls_score, label,
+                                                 ignore_index)
+        # 1 - p by expm1 keeps precision near p = 1; the floor keeps the
+        # gradient of (1 - p)^gamma finite for 0 < gamma < 1.
+        modulator = (-torch.expm1(log_p)).clamp(
+            min=torch.finfo(torch.float32).tiny).pow(gamma)
+        w = pixel_weights(class_index, num_classes, weight)
+        w_alpha = w if alpha is None else pixel_weights(
+            class_index, num_classes, weight, alpha)
+        return reduce_pixel_loss(-modulator * log_p * w_alpha, w, reduction,
+                                 avg_factor)
+
+
+@MODELS.register_module()
+class SoftmaxFocalLoss(PixelLoss):
+    """Softmax focal loss ``-alpha_y (1 - p_y)^gamma log p_y``.
+
+    Args:
+        gamma (float): Focusing exponent, >= 0. Default: 2.0.
+        alpha (Sequence[float], optional): Weight of each class, >= 0.
+            Default: None (1 for every class).
+        loss_weight (float): Multiplier of the loss. Default: 1.0.
+        loss_name (str): Name of the loss item; must contain ``'loss'``.
+            Default: ``'loss_softmax_focal'``.
+    """
+
+    def __init__(self,
+                 gamma: float = 2.0,
+                 alpha: Optional[Sequence[float]] = None,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_softmax_focal'):
+        super().__init__(loss_weight, loss_name)
+        if gamma < 0:
+            raise ValueError(f'gamma must be >= 0, got {gamma}')
+        if alpha is not None:
+            alpha = torch.as_tensor(alpha, dtype=torch.float32)
+            if alpha.dim() != 1 or not torch.all(alpha >= 0):
+                raise ValueError('alpha must be a list of per-class weights '
+                                 f'>= 0, got {alpha.tolist()}')
+        self.gamma = gamma
+        self.alpha: Optional[Tensor]
+        self.register_buffer('alpha', alpha, persistent=False)
+
+    def forward(self,
+                cls_score: Tensor,
+                label: Tensor,
+                weight: Optional[Tensor] = None,
+                ignore_index: int = 255,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                **kwargs) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            cls_score (Tensor): Logits (N, C, H, W).
+            label (Tensor): Labels (N, H, W).
+            weight (Tensor, optional): Per-pixel weights (N, H, W).
+                Default: None.
+            ignore_index (int): Label of ignored pixels. Default: 255.
+            avg_factor (float, optional): Divisor of the mean.
+                Default: None (the summed weight of valid pixels).
+            reduction_override (str, optional): ``'none'`` returns the
+                per-pixel map (N, H, W), ``'sum'`` the sum; ``'mean'`` or
+                None the mean. Default: None.
+
+        Returns:
+            Tensor: The loss, multiplied by ``loss_weight``.
+        """
+        return self.loss_weight * softmax_focal_loss(
+            cls_score,
+            label,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction_override or 'mean',
+            avg_factor=avg_factor)
