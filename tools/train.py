@@ -8,7 +8,6 @@ import os
 import os.path as osp
 import sys
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
@@ -50,34 +49,13 @@ def parse_args():
     return args
 
 
-def use_cpu_distributed(cfg):
-    """DDP on CPU-only machines (gloo). mmengine 0.10.7's launcher calls
-    ``torch.cuda.set_device`` unconditionally, so the process group is made
-    here and the runner finds it ready; DDP gets no ``device_ids``."""
-    import torch.distributed as dist
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-    cfg.env_cfg.dist_cfg.backend = 'gloo'
-    if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel')
-    cfg.model_wrapper_cfg = dict(wrapper, device_ids=None)
-
-
 def main():
     args = parse_args()
     if not osp.isfile(args.config):
         sys.exit(f'config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
         optim_type = cfg.optim_wrapper.type
@@ -94,10 +72,9 @@ def main():
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
     cfg.resume = args.resume
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        use_cpu_distributed(cfg)
 
-    import mmseg_pat  # noqa: F401  (registers modules, checkpoint compat)
+    from mmseg_pat.utils.launch import prepare_config
+    prepare_config(cfg, args.config, args.launcher, args.work_dir)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -1,7 +1,8 @@
 from . import transforms  # noqa: F401  (registration)
-from .class_statistics import (FREQUENCY_GROUPS, check_num_classes,
-                               class_pixel_counts, frequency_groups,
-                               load_class_counts, log_class_prior,
+from .class_statistics import (FREQUENCY_GROUPS, FROM_TRAIN_SET,
+                               check_num_classes, class_pixel_counts,
+                               frequency_groups, load_class_counts,
+                               log_class_prior, resolve_class_counts,
                                save_class_counts)
 from .long_tail_shapes import (LongTailShapesDataset, class_probabilities,
                                generate_long_tail_shapes)
@@ -15,5 +16,5 @@ __all__ = [
     'NYUv2SegDataset', 'NYUv2Seg40Dataset', 'OxfordPetDataset',
     'FREQUENCY_GROUPS', 'check_num_classes', 'class_pixel_counts',
     'frequency_groups', 'load_class_counts', 'log_class_prior',
-    'save_class_counts'
+    'save_class_counts', 'FROM_TRAIN_SET', 'resolve_class_counts'
 ]

@@ -6,25 +6,37 @@ cross-entropy) and the rare-class metric of ``shared/docs/PAT_SPEC.md``
 class. This module counts them as the dataset's ``LoadAnnotations`` loads the
 label maps (so ``reduce_zero_label`` and the dataset's ``label_map`` apply),
 stores them as JSON (``tools/analysis/class_statistics.py`` writes the file
-that configs then name), and splits the classes into frequency groups.
+that configs then name, or configs say ``class_counts='train_set'`` and
+:func:`resolve_class_counts` computes it), and splits the classes into
+frequency groups.
 
 Class counts are whole pixel numbers. Where a count of 0 would make a
 logarithm infinite, the class is treated as having one pixel
 (:func:`log_class_prior`).
 """
+import copy
+import hashlib
 import json
 import math
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from mmengine.logging import print_log
+from mmengine.registry import DefaultScope
 from mmengine.utils import mkdir_or_exist
 from mmseg.datasets.transforms import LoadAnnotations
+from mmseg.registry import DATASETS
 
 #: Frequency groups, from the most to the least frequent classes.
 FREQUENCY_GROUPS = ('head', 'body', 'tail')
 
 ClassCounts = Union[str, Sequence[int], np.ndarray]
+#: ``class_counts`` value meaning "the pixel counts of this config's training
+#: set"; :func:`resolve_class_counts` (run by tools/train.py and
+#: tools/test.py) replaces it by the path of a JSON file computed once.
+FROM_TRAIN_SET = 'train_set'
 
 
 def _annotation_loader(dataset) -> LoadAnnotations:
@@ -116,6 +128,12 @@ def load_class_counts(class_counts: ClassCounts,
         ValueError: If the counts are not a non-empty list of whole numbers
             >= 0, or do not have ``num_classes`` entries.
     """
+    if isinstance(class_counts, str) and class_counts == FROM_TRAIN_SET:
+        raise ValueError(
+            f"class_counts='{FROM_TRAIN_SET}' must be resolved before the "
+            'model is built: tools/train.py and tools/test.py do it; with '
+            'your own script call mmseg_pat.datasets.resolve_class_counts('
+            'cfg, cache_dir) first.')
     if isinstance(class_counts, str):
         with open(class_counts) as f:
             content = json.load(f)
@@ -211,3 +229,61 @@ def save_class_counts(path: str, counts: Sequence[int],
     with open(path, 'w') as f:
         json.dump(content, f, indent=1)
     return content
+
+
+def _holders_of_train_set_counts(node) -> List[dict]:
+    """Every dict under ``node`` whose ``class_counts`` is FROM_TRAIN_SET."""
+    found = []
+    if isinstance(node, dict):
+        if node.get('class_counts') == FROM_TRAIN_SET:
+            found.append(node)
+        for value in node.values():
+            found += _holders_of_train_set_counts(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found += _holders_of_train_set_counts(value)
+    return found
+
+
+def resolve_class_counts(cfg, cache_dir: str) -> Optional[str]:
+    """Fill in ``class_counts='train_set'`` throughout a config.
+
+    The training set's class pixel counts are computed once (as its
+    ``LoadAnnotations`` loads the labels) and cached as JSON in
+    ``cache_dir``, under a name derived from the dataset settings, so a
+    changed dataset is counted again. Every ``class_counts='train_set'`` in
+    the config (losses, evaluators) becomes the path of that file.
+
+    Args:
+        cfg (mmengine.Config): The full config (with ``train_dataloader``).
+        cache_dir (str): Where the JSON is kept, e.g. the work dir.
+
+    Returns:
+        str | None: The JSON path, or None if nothing asked for it.
+    """
+    holders = _holders_of_train_set_counts(cfg._cfg_dict if hasattr(
+        cfg, '_cfg_dict') else cfg)
+    if not holders:
+        return None
+    dataset_cfg = copy.deepcopy(cfg['train_dataloader']['dataset'])
+    key = hashlib.sha1(
+        json.dumps(dataset_cfg, sort_keys=True,
+                   default=str).encode()).hexdigest()[:12]
+    path = osp.join(cache_dir, f'class_counts_train_{key}.json')
+    if osp.isfile(path):
+        print_log(f'class pixel counts of the training set: {path}',
+                  logger='current')
+    else:
+        print_log('counting the class pixels of the training set (once; '
+                  f'cached in {path})', logger='current')
+        with DefaultScope.overwrite_default_scope(
+                cfg.get('default_scope', 'mmseg')):
+            dataset = DATASETS.build(dataset_cfg)
+        counts = class_pixel_counts(dataset)
+        # Written whole then renamed: concurrent ranks may both count.
+        save_class_counts(path + f'.{os.getpid()}.tmp', counts,
+                          dataset.metainfo['classes'])
+        os.replace(path + f'.{os.getpid()}.tmp', path)
+    for holder in holders:
+        holder['class_counts'] = path
+    return path

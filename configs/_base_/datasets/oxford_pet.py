@@ -8,9 +8,13 @@ data_root = 'data/oxford_pet'
 img_scale = (512, 512)
 crop_size = (512, 512)
 data_prefix = dict(img_path='images', seg_map_path='annotations/trimaps')
+# The pixel origins let PrevPredictionHook map augmented crops back onto
+# each image; they change nothing else, so configs that differ only in the
+# loss share this pipeline.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
+    dict(type='LoadPixelOrigins'),
     dict(
         type='RandomResize',
         scale=img_scale,
@@ -19,7 +23,7 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
+    dict(type='PackSegInputsWithOrigins')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -51,5 +55,8 @@ val_dataloader = dict(
         data_prefix=data_prefix,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# MMSeg's aAcc / mIoU / mAcc plus head / body / tail groups by training
+# pixel frequency (counted once by tools/train.py, cached in the work dir).
+val_evaluator = dict(
+    type='LongTailIoUMetric', class_counts='train_set', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

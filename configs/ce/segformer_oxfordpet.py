@@ -1,0 +1,2 @@
+# Baseline: MMSeg's cross-entropy, as in the experiment base.
+_base_ = '../_base_/experiments/segformer_oxfordpet.py'
