@@ -111,27 +111,35 @@ class PredictionMemory:
     def nbytes(self) -> int:
         return self.array.size
 
+    # NumPy, not torch, for the per-pixel work: it runs in the training
+    # process between forwards, where torch's CPU thread pool competes with
+    # dataloader workers and small torch ops were seen to be 10x slower.
     def cell_index(self, origin: Tensor,
-                   origin_shape: Sequence[int]) -> Tensor:
+                   origin_shape: Sequence[int]) -> np.ndarray:
         """Grid cell (flat index) of each pixel from its original position.
 
         Args:
             origin (Tensor): (2, h, w) original row and column per pixel.
             origin_shape (tuple): (H, W) of the image when loaded.
+
+        Returns:
+            np.ndarray: int64 (h, w).
         """
         rows, cols = self.grid
         height, width = origin_shape
-        origin = origin.long()
-        cell_row = (origin[0] * rows // height).clamp_(0, rows - 1)
-        cell_col = (origin[1] * cols // width).clamp_(0, cols - 1)
+        origin = np.asarray(origin, dtype=np.int64)
+        cell_row = np.minimum(origin[0] * rows // height, rows - 1)
+        cell_col = np.minimum(origin[1] * cols // width, cols - 1)
         return cell_row * cols + cell_col
 
     def read(self, sample_idx: int, origin: Tensor,
              origin_shape: Sequence[int]) -> Tensor:
         """Stored confidence (h, w) of each pixel, -1 where never seen."""
-        cells = torch.from_numpy(np.asarray(self.array[sample_idx]).ravel())
-        stored = cells[self.cell_index(origin, origin_shape)].float()
-        return torch.where(stored == UNSEEN, -1.0, stored / SCALE)
+        stored = self.array[sample_idx].reshape(-1)[self.cell_index(
+            origin, origin_shape)]
+        confidence = stored.astype(np.float32) / SCALE
+        confidence[stored == UNSEEN] = -1.0
+        return torch.from_numpy(confidence)
 
     def write(self, sample_idx: int, origin: Tensor,
               origin_shape: Sequence[int], confidence: Tensor) -> int:
@@ -144,19 +152,18 @@ class PredictionMemory:
             int: The number of cells written.
         """
         cells = self.cell_index(origin, origin_shape).reshape(-1)
-        confidence = confidence.detach().float().cpu().reshape(-1)
+        confidence = np.asarray(
+            confidence.detach().float().cpu(), dtype=np.float64).reshape(-1)
         keep = confidence >= 0
         cells, confidence = cells[keep], confidence[keep]
-        if cells.numel() == 0:
-            return 0
         num_cells = self.grid[0] * self.grid[1]
-        sums = torch.bincount(cells, weights=confidence, minlength=num_cells)
-        counts = torch.bincount(cells, minlength=num_cells)
-        written = counts.nonzero().squeeze(1)
-        values = (sums[written] / counts[written] * SCALE).round_()
+        sums = np.bincount(cells, weights=confidence, minlength=num_cells)
+        counts = np.bincount(cells, minlength=num_cells)
+        written = np.flatnonzero(counts)
+        values = np.round(sums[written] / counts[written] * SCALE)
         row = self.array[sample_idx].reshape(-1)
-        row[written.numpy()] = values.clamp_(0, SCALE).to(torch.uint8).numpy()
-        return written.numel()
+        row[written] = np.clip(values, 0, SCALE).astype(np.uint8)
+        return written.size
 
     def filled_fraction(self) -> float:
         """Fraction of all cells that hold a value."""

@@ -21,7 +21,6 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 import torch.distributed as torch_dist
 from mmengine.dist import get_dist_info, is_distributed
 from mmengine.hooks import Hook
@@ -263,14 +262,16 @@ class PrevPredictionHook(Hook):
             self._log_memory(runner)
 
     def _update_class_stats(self, sample, confidence) -> None:
-        label = sample.gt_sem_seg.data[0, :confidence.shape[0], :confidence.
-                                       shape[1]]
-        keep = (confidence >= 0) & (label < len(self._class_sums))
-        label, confidence = label[keep].long(), confidence[keep].double()
+        height, width = confidence.shape
+        label = sample.gt_sem_seg.data[0, :height, :width].cpu().numpy()
+        label = label.ravel()
+        confidence = confidence.numpy().ravel()
         size = len(self._class_sums)
-        self._class_sums += torch.bincount(
-            label, weights=confidence, minlength=size).numpy()
-        self._class_counts += torch.bincount(label, minlength=size).numpy()
+        keep = (confidence >= 0) & (label < size)
+        label = label[keep].astype(np.int64)
+        self._class_sums += np.bincount(
+            label, weights=confidence[keep], minlength=size)
+        self._class_counts += np.bincount(label, minlength=size)
 
     def _log_memory(self, runner) -> None:
         filled = self.memory.filled_fraction()
