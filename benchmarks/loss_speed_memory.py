@@ -23,9 +23,15 @@ from mmseg.registry import MODELS
 
 import mmseg_pat  # noqa: F401  (registers PATLoss)
 
-# (N, C, H, W): the issue's case first, then more classes and sizes.
-CASES = [(2, 19, 512, 1024), (2, 3, 512, 512), (2, 13, 480, 640),
-         (2, 150, 256, 256)]
+# Sections of (N, C, H, W) cases: the target case (Cityscapes crops), then
+# the number of classes and the resolution growing.
+CASES = {
+    'target: Cityscapes crop': [(2, 19, 512, 1024)],
+    'classes grow (512 x 512)':
+    [(2, c, 512, 512) for c in (3, 13, 19, 59, 150)],
+    'resolution grows (C = 19)': [(2, 19, 256, 256), (2, 19, 512, 512),
+                                  (2, 19, 1024, 1024), (2, 19, 1024, 2048)],
+}
 LOSSES = {
     'CE': dict(type='CrossEntropyLoss', loss_weight=1.0),
     'PAT': dict(type='PATLoss'),
@@ -146,16 +152,19 @@ def main():
         return
     print(f'device: {device}, torch {torch.__version__}, '
           f'threads: {torch.get_num_threads()}, repeats: {args.repeats}')
-    print('| N x C x H x W | CE ms | PAT ms | time ratio | CE MiB | '
-          'PAT MiB | memory ratio |')
-    print('|---|---:|---:|---:|---:|---:|---:|')
     modules = {k: MODELS.build(v) for k, v in LOSSES.items()}
-    for case in CASES:
-        t = median_times_ms(modules, case, device, args.repeats)
-        m = {k: peak_memory_mib(k, case, device) for k in LOSSES}
-        print(f"| {' x '.join(map(str, case))} | {t['CE']:.1f} | "
-              f"{t['PAT']:.1f} | {t['PAT'] / t['CE']:.2f} | {m['CE']:.0f} | "
-              f"{m['PAT']:.0f} | {m['PAT'] / m['CE']:.2f} |")
+    for section, cases in CASES.items():
+        print(f'\n{section}\n')
+        print('| N x C x H x W | CE ms | PAT ms | time ratio | CE MiB | '
+              'PAT MiB | memory ratio |')
+        print('|---|---:|---:|---:|---:|---:|---:|')
+        for case in cases:
+            t = median_times_ms(modules, case, device, args.repeats)
+            m = {k: peak_memory_mib(k, case, device) for k in LOSSES}
+            print(f"| {' x '.join(map(str, case))} | {t['CE']:.1f} | "
+                  f"{t['PAT']:.1f} | {t['PAT'] / t['CE']:.2f} | "
+                  f"{m['CE']:.0f} | {m['PAT']:.0f} | "
+                  f"{m['PAT'] / m['CE']:.2f} |")
 
 
 if __name__ == '__main__':
