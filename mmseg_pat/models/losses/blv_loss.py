@@ -156,38 +156,12 @@ class BLVLoss(PixelLoss):
                 blv_variation_scale(class_counts), dtype=torch.float32),
             persistent=False)
 
-    def forward(self,
-                cls_score: Tensor,
-                label: Tensor,
-                weight: Optional[Tensor] = None,
-                ignore_index: int = 255,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            cls_score (Tensor): Logits (N, C, H, W).
-            label (Tensor): Labels (N, H, W).
-            weight (Tensor, optional): Per-pixel weights (N, H, W).
-                Default: None.
-            ignore_index (int): Label of ignored pixels. Default: 255.
-            avg_factor (float, optional): Divisor of the mean.
-                Default: None (the summed weight of valid pixels).
-            reduction_override (str, optional): ``'none'`` returns the
-                per-pixel map (N, H, W), ``'sum'`` the sum; ``'mean'`` or
-                None the mean. Default: None.
-
-        Returns:
-            Tensor: The loss, multiplied by ``loss_weight``.
-        """
-        return self.loss_weight * blv_loss(
+    def pixel_loss(self, cls_score: Tensor, label: Tensor,
+                   **reduction) -> Tensor:
+        return blv_loss(
             cls_score,
             label,
             self.variation_scale,
             sigma=self.sigma,
             training=self.training,
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction_override or 'mean',
-            avg_factor=avg_factor)
+            **reduction)

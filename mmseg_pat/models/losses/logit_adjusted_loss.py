@@ -90,37 +90,7 @@ class LogitAdjustedLoss(PixelLoss):
             torch.as_tensor(log_class_prior(class_counts), dtype=torch.float),
             persistent=False)
 
-    def forward(self,
-                cls_score: Tensor,
-                label: Tensor,
-                weight: Optional[Tensor] = None,
-                ignore_index: int = 255,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            cls_score (Tensor): Logits (N, C, H, W).
-            label (Tensor): Labels (N, H, W).
-            weight (Tensor, optional): Per-pixel weights (N, H, W).
-                Default: None.
-            ignore_index (int): Label of ignored pixels. Default: 255.
-            avg_factor (float, optional): Divisor of the mean.
-                Default: None (the summed weight of valid pixels).
-            reduction_override (str, optional): ``'none'`` returns the
-                per-pixel map (N, H, W), ``'sum'`` the sum; ``'mean'`` or
-                None the mean. Default: None.
-
-        Returns:
-            Tensor: The loss, multiplied by ``loss_weight``.
-        """
-        return self.loss_weight * logit_adjusted_loss(
-            cls_score,
-            label,
-            self.log_prior,
-            tau=self.tau,
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction_override or 'mean',
-            avg_factor=avg_factor)
+    def pixel_loss(self, cls_score: Tensor, label: Tensor,
+                   **reduction) -> Tensor:
+        return logit_adjusted_loss(
+            cls_score, label, self.log_prior, tau=self.tau, **reduction)

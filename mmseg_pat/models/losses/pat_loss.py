@@ -23,10 +23,11 @@ from contextlib import nullcontext
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
+
+from .pixel_loss import PixelLoss, check_labels
 
 #: Weighting curves: name -> kappa, where ``None`` means kappa = C.
 CURVES = {'ina': None, 'inap': 1.0}
@@ -46,39 +47,6 @@ def _check_option(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f'{name} must be one of {tuple(allowed)}, '
                          f'got {value!r}')
-
-
-def check_labels(label: Tensor, num_classes: int,
-                 ignore_index: int) -> Tuple[Tensor, Tensor]:
-    """Validate labels and index them for the loss.
-
-    Args:
-        label (Tensor): Labels of shape (N, H, W).
-        num_classes (int): Number of classes C of the logits.
-        ignore_index (int): Label value that marks ignored pixels.
-
-    Returns:
-        tuple[Tensor, Tensor]: ``class_index`` (int64, the label, and C at
-        ignored pixels) and ``gather_index`` (the label, 0 at ignored
-        pixels), both (N, H, W). Neither ever holds ``ignore_index``.
-
-    Raises:
-        ValueError: If a label is neither in [0, C) nor ``ignore_index``.
-    """
-    valid = label != ignore_index
-    gather_index = torch.where(valid, label, 0).long()
-    lo, hi = torch.aminmax(gather_index)
-    if lo.item() < 0 or hi.item() >= num_classes:
-        bad = valid & ((label < 0) | (label >= num_classes))
-        values = torch.unique(label[bad]).tolist()
-        raise ValueError(
-            f'label values {values[:10]} are outside [0, {num_classes}) and '
-            f'are not ignore_index={ignore_index}. Check that num_classes of '
-            'the decode head matches the dataset, that reduce_zero_label is '
-            'set as the dataset needs, and that void pixels are mapped to '
-            'the ignore index.')
-    class_index = torch.where(valid, gather_index, num_classes)
-    return class_index, gather_index
 
 
 def pat_log_weights(confidence: Tensor,
@@ -266,7 +234,7 @@ def stack_padded(maps: Sequence[Tensor], shape: Sequence[int],
 
 
 @MODELS.register_module()
-class PATLoss(nn.Module):
+class PATLoss(PixelLoss):
     """Pixel-wise Adaptive Training loss (arXiv 2404.05393).
 
     Args:
@@ -308,17 +276,13 @@ class PATLoss(nn.Module):
                  tau: float = 1.0,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_pat'):
-        super().__init__()
+        super().__init__(loss_weight, loss_name)
         _check_option('curve', curve, CURVES)
         _check_option('confidence', confidence, CONFIDENCE_SOURCES)
         _check_option('homogenize', homogenize, HOMOGENIZE_MODES)
         _check_option('normalize', normalize, NORMALIZE_MODES)
         if tau <= 0:
             raise ValueError(f'tau must be positive, got {tau}')
-        if 'loss' not in loss_name:
-            raise ValueError(
-                f"loss_name must contain 'loss' (MMSeg back-propagates only "
-                f'such keys), got {loss_name!r}')
         self.curve = curve
         self.confidence = confidence
         self.detach_weight = detach_weight
@@ -326,8 +290,6 @@ class PATLoss(nn.Module):
         self.normalize = normalize
         self.max_log_weight = max_log_weight
         self.tau = tau
-        self.loss_weight = loss_weight
-        self._loss_name = loss_name
         self.prev_confidence: Union[List[Tensor], Tensor, None] = None
         self.last_confidence: Optional[Tensor] = None
         self.last_known_fraction: Optional[float] = None
@@ -386,8 +348,3 @@ class PATLoss(nn.Module):
                 self.last_known_fraction = (
                     known.sum() / valid.sum().clamp(min=1)).item()
         return self.loss_weight * loss
-
-    @property
-    def loss_name(self) -> str:
-        """Name of the loss item in the loss dict."""
-        return self._loss_name

@@ -1,7 +1,8 @@
-"""Pieces shared by the per-pixel softmax losses of the baselines.
+"""Pieces shared by the project's per-pixel softmax losses.
 
-The baselines of ``shared/docs/PAT_SPEC.md`` section 4 (BLV, class-weighted
-cross-entropy, softmax focal loss, logit adjustment) follow one contract,
+PATLoss and the baselines of ``shared/docs/PAT_SPEC.md`` section 4 (BLV,
+class-weighted cross-entropy, softmax focal loss, logit adjustment) follow
+one contract,
 MMSeg's: logits (N, C, H, W) and labels (N, H, W); per-pixel weights (such
 as ``OHEMPixelSampler``'s map) multiply each pixel's loss; ignored pixels
 contribute exactly 0 and are never used as an index; ``reduction='none'``
@@ -14,10 +15,41 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .pat_loss import check_labels
-
 #: Reductions a loss accepts as ``reduction_override``.
 REDUCTIONS = ('mean', 'sum', 'none')
+
+
+def check_labels(label: Tensor, num_classes: int,
+                 ignore_index: int) -> Tuple[Tensor, Tensor]:
+    """Validate labels and index them for the loss.
+
+    Args:
+        label (Tensor): Labels of shape (N, H, W).
+        num_classes (int): Number of classes C of the logits.
+        ignore_index (int): Label value that marks ignored pixels.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``class_index`` (int64, the label, and C at
+        ignored pixels) and ``gather_index`` (the label, 0 at ignored
+        pixels), both (N, H, W). Neither ever holds ``ignore_index``.
+
+    Raises:
+        ValueError: If a label is neither in [0, C) nor ``ignore_index``.
+    """
+    valid = label != ignore_index
+    gather_index = torch.where(valid, label, 0).long()
+    lo, hi = torch.aminmax(gather_index)
+    if lo.item() < 0 or hi.item() >= num_classes:
+        bad = valid & ((label < 0) | (label >= num_classes))
+        values = torch.unique(label[bad]).tolist()
+        raise ValueError(
+            f'label values {values[:10]} are outside [0, {num_classes}) and '
+            f'are not ignore_index={ignore_index}. Check that num_classes of '
+            'the decode head matches the dataset, that reduce_zero_label is '
+            'set as the dataset needs, and that void pixels are mapped to '
+            'the ignore index.')
+    class_index = torch.where(valid, gather_index, num_classes)
+    return class_index, gather_index
 
 
 def check_logits_and_labels(cls_score: Tensor, label: Tensor) -> None:
@@ -125,7 +157,10 @@ def reduce_pixel_loss(pixel_loss: Tensor,
 
 
 class PixelLoss(nn.Module):
-    """Base of the baseline losses: ``loss_weight`` and ``loss_name``.
+    """Base of the baseline losses: MMSeg's loss contract in one place.
+
+    It holds ``loss_weight`` and ``loss_name`` and implements MMSeg's
+    ``forward``; a subclass implements :meth:`pixel_loss`.
 
     Args:
         loss_weight (float): Multiplier of the loss. Default: 1.0.
@@ -148,3 +183,42 @@ class PixelLoss(nn.Module):
     def loss_name(self) -> str:
         """Name of the loss item in the loss dict."""
         return self._loss_name
+
+    def pixel_loss(self, cls_score: Tensor, label: Tensor,
+                   **reduction) -> Tensor:
+        """The loss before ``loss_weight``; ``reduction`` holds ``weight``,
+        ``ignore_index``, ``reduction`` and ``avg_factor``."""
+        raise NotImplementedError
+
+    def forward(self,
+                cls_score: Tensor,
+                label: Tensor,
+                weight: Optional[Tensor] = None,
+                ignore_index: int = 255,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                **kwargs) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            cls_score (Tensor): Logits (N, C, H, W).
+            label (Tensor): Labels (N, H, W).
+            weight (Tensor, optional): Per-pixel weights (N, H, W).
+                Default: None.
+            ignore_index (int): Label of ignored pixels. Default: 255.
+            avg_factor (float, optional): Divisor of the mean.
+                Default: None (the summed weight of valid pixels).
+            reduction_override (str, optional): ``'none'`` returns the
+                per-pixel map (N, H, W), ``'sum'`` the sum; ``'mean'`` or
+                None the mean. Default: None.
+
+        Returns:
+            Tensor: The loss, multiplied by ``loss_weight``.
+        """
+        return self.loss_weight * self.pixel_loss(
+            cls_score,
+            label,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction_override or 'mean',
+            avg_factor=avg_factor)

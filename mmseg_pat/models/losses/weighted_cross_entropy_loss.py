@@ -161,38 +161,9 @@ class WeightedCrossEntropyLoss(PixelLoss):
                 class_weight, dtype=torch.float32),
             persistent=False)
 
-    def forward(self,
-                cls_score: Tensor,
-                label: Tensor,
-                weight: Optional[Tensor] = None,
-                ignore_index: int = 255,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            cls_score (Tensor): Logits (N, C, H, W).
-            label (Tensor): Labels (N, H, W).
-            weight (Tensor, optional): Per-pixel weights (N, H, W).
-                Default: None.
-            ignore_index (int): Label of ignored pixels. Default: 255.
-            avg_factor (float, optional): Divisor of the mean.
-                Default: None (the sum of the pixels' weights).
-            reduction_override (str, optional): ``'none'`` returns the
-                per-pixel map (N, H, W), ``'sum'`` the sum; ``'mean'`` or
-                None the weighted mean. Default: None.
-
-        Returns:
-            Tensor: The loss, multiplied by ``loss_weight``.
-        """
+    def pixel_loss(self, cls_score: Tensor, label: Tensor,
+                   **reduction) -> Tensor:
         if self.class_counts is not None:
             check_num_classes(self.class_counts, cls_score.shape[1])
-        return self.loss_weight * weighted_cross_entropy(
-            cls_score,
-            label,
-            class_weight=self.class_weight,
-            weight=weight,
-            ignore_index=ignore_index,
-            reduction=reduction_override or 'mean',
-            avg_factor=avg_factor)
+        return weighted_cross_entropy(
+            cls_score, label, class_weight=self.class_weight, **reduction)
