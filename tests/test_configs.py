@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmseg_pat.datasets import resolve_class_counts
+from mmseg_pat.utils.launch import check_num_classes_match, prepare_config
 
 from conftest import PROJECT, SHARED_DATA
 
@@ -63,6 +64,7 @@ def offline_small_config(path, work_dir):
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_trains_and_validates(path, tmp_path, tmp_path_factory):
     cfg = offline_small_config(path, str(tmp_path))
+    check_num_classes_match(cfg)
     # the class counts of each sample are computed once for all configs
     resolve_class_counts(cfg, str(tmp_path_factory.getbasetemp()))
     runner = Runner.from_cfg(cfg)
@@ -80,3 +82,13 @@ def test_config_trains_and_validates(path, tmp_path, tmp_path_factory):
     assert hub.get_info('iter') == 1
     for key in ('val/mIoU', 'val/aAcc', 'val/head_mIoU', 'val/tail_mIoU'):
         assert key in hub.log_scalars, key
+
+
+def test_class_count_mismatch_is_refused(tmp_path):
+    cfg = offline_small_config('configs/pat/upernet_cityscapes.py',
+                               str(tmp_path))
+    cfg.model.auxiliary_head.num_classes = 18
+    with pytest.raises(ValueError,
+                       match=r'model.auxiliary_head.num_classes is 18 but '
+                       r'the training set \(CityscapesDataset\) has 19'):
+        prepare_config(cfg, 'x.py', 'none', None)

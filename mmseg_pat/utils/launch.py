@@ -4,6 +4,7 @@ from typing import Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 
 def prepare_config(cfg: Config, config_path: str, launcher: str,
@@ -11,10 +12,12 @@ def prepare_config(cfg: Config, config_path: str, launcher: str,
     """Apply what both entry points do before building the runner.
 
     Sets the launcher and the work dir (``--work-dir``, else the config's,
-    else ``./work_dirs/<config name>``), runs DDP on CPU-only machines over
-    gloo, and fills in ``class_counts='train_set'``.
+    else ``./work_dirs/<config name>``), checks that the heads' number of
+    classes is the training set's, runs DDP on CPU-only machines over gloo,
+    and fills in ``class_counts='train_set'``.
     """
     from mmseg_pat.datasets import resolve_class_counts
+    check_num_classes_match(cfg)
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -24,6 +27,36 @@ def prepare_config(cfg: Config, config_path: str, launcher: str,
     if launcher != 'none' and not torch.cuda.is_available():
         use_cpu_distributed(cfg)
     resolve_class_counts(cfg, cfg.work_dir)
+
+
+def _heads(model_cfg: dict):
+    """(name, head config) of every decode and auxiliary head."""
+    for key in ('decode_head', 'auxiliary_head'):
+        heads = model_cfg.get(key)
+        heads = heads if isinstance(heads, (list, tuple)) else [heads]
+        for i, head in enumerate(h for h in heads if h):
+            yield (key if len(heads) == 1 else f'{key}[{i}]'), head
+
+
+def check_num_classes_match(cfg: Config) -> None:
+    """Refuse a config whose heads and training set disagree on classes.
+
+    Raises:
+        ValueError: Naming the head, both numbers and the dataset's classes.
+    """
+    from mmseg.registry import DATASETS
+    dataset_cfg = dict(cfg.train_dataloader.dataset, lazy_init=True)
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmseg')):
+        classes = DATASETS.build(dataset_cfg).metainfo['classes']
+    for name, head in _heads(cfg.model):
+        num_classes = head.get('num_classes')
+        if num_classes is not None and num_classes != len(classes):
+            raise ValueError(
+                f'model.{name}.num_classes is {num_classes} but the training '
+                f'set ({dataset_cfg["type"]}) has {len(classes)} classes: '
+                f'{tuple(classes)}. Set model.{name}.num_classes='
+                f'{len(classes)} (or the dataset\'s metainfo classes).')
 
 
 def use_cpu_distributed(cfg: Config) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch.distributed as torch_dist
 from mmengine.dist import get_dist_info, is_distributed
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from mmseg_pat.datasets.transforms import (LoadPixelOrigins,
@@ -104,8 +105,8 @@ class PrevPredictionHook(Hook):
 
     # -- set-up ------------------------------------------------------------
     def before_run(self, runner) -> None:
-        model = runner.model.module if hasattr(runner.model,
-                                               'module') else runner.model
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
         self._losses = [m for m in model.modules() if isinstance(m, PATLoss)]
         if not self._losses:
             raise ValueError(
