@@ -92,3 +92,12 @@ def test_class_count_mismatch_is_refused(tmp_path):
                        match=r'model.auxiliary_head.num_classes is 18 but '
                        r'the training set \(CityscapesDataset\) has 19'):
         prepare_config(cfg, 'x.py', 'none', None)
+
+
+def test_missing_data_root_is_refused(tmp_path):
+    cfg = offline_small_config('configs/ce/segformer_nyu.py', str(tmp_path))
+    cfg.val_dataloader.dataset.data_root = str(tmp_path / 'nowhere')
+    with pytest.raises(FileNotFoundError,
+                       match=r"val_dataloader.dataset.data_root '.*nowhere' "
+                       r'does not exist'):
+        prepare_config(cfg, 'x.py', 'none', None)

@@ -192,6 +192,7 @@ class LongTailShapesDataset(BaseSegDataset):
         **kwargs: Passed to :class:`BaseSegDataset`, e.g. ``data_prefix``.
     """
 
+    GENERATED = True  # makes its own data_root
     METAINFO = dict(
         classes=('background', ) + SHAPE_CLASSES,
         palette=[[90, 90, 90]] + [list(c) for c in _CLASS_COLOURS])

@@ -17,6 +17,7 @@ def prepare_config(cfg: Config, config_path: str, launcher: str,
     and fills in ``class_counts='train_set'``.
     """
     from mmseg_pat.datasets import resolve_class_counts
+    check_data_roots(cfg)
     check_num_classes_match(cfg)
     cfg.launcher = launcher
     if work_dir is not None:
@@ -36,6 +37,25 @@ def _heads(model_cfg: dict):
         heads = heads if isinstance(heads, (list, tuple)) else [heads]
         for i, head in enumerate(h for h in heads if h):
             yield (key if len(heads) == 1 else f'{key}[{i}]'), head
+
+
+def check_data_roots(cfg: Config) -> None:
+    """Refuse a missing ``data_root`` before anything is built.
+
+    Datasets that make their own data (``GENERATED = True``, such as the
+    demo's) are skipped.
+    """
+    from mmseg.registry import DATASETS
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        root = dataset.get('data_root')
+        kind = DATASETS.get(dataset.get('type', ''))
+        if root and not getattr(kind, 'GENERATED', False) and not osp.isdir(
+                root):
+            raise FileNotFoundError(
+                f'{loader}.dataset.data_root {root!r} does not exist. '
+                'Prepare the dataset (README, "Preparing the datasets") or '
+                f'point to it: --cfg-options {loader}.dataset.data_root=PATH')
 
 
 def check_num_classes_match(cfg: Config) -> None:
