@@ -184,7 +184,9 @@ def test_missing_data_is_explained(cfg, message, converter, tmp_path):
 def test_base_configs_run_on_the_samples(config, data_prefix, num_classes):
     cfg = Config.fromfile(
         osp.join(PROJECT, 'configs', '_base_', 'datasets', config))
-    assert cfg.val_evaluator == dict(type='IoUMetric', iou_metrics=['mIoU'])
+    assert cfg.val_evaluator == dict(
+        type='LongTailIoUMetric', class_counts='train_set',
+        iou_metrics=['mIoU'])
     for loader in (cfg.train_dataloader, cfg.val_dataloader):
         dataset_cfg = dict(
             loader.dataset,
