@@ -12,7 +12,7 @@ $(STAMP): setup.cfg pyproject.toml tools/setup_env.sh
 	touch $(STAMP)
 
 demo: setup
-	$(PY) tools/train.py configs/demo/segformer_long_tail_shapes_pat.py --work-dir work_dirs/demo
+	$(PY) tools/analysis/loss_study.py --preset demo --out work_dirs/demo
 
 test: setup
 	$(PY) -m pytest tests

@@ -84,8 +84,11 @@ custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
         cfg[loader].dataset.data_root = data_root
         cfg[loader].dataset.generation = dict(TINY_SHAPES)
     cfg.train_dataloader.batch_size = 2
-    cfg.train_dataloader.dataset.pipeline[2].scale = size
-    cfg.train_dataloader.dataset.pipeline[3].crop_size = size
+    for step in cfg.train_dataloader.dataset.pipeline:
+        if step['type'] == 'RandomResize':
+            step['scale'] = size
+        if step['type'] == 'RandomCrop':
+            step['crop_size'] = size
     if memory_grid is not None:
         add_prediction_memory(cfg, memory_grid)
     cfg.optim_wrapper = dict(
@@ -109,10 +112,12 @@ custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
 
 
 def add_prediction_memory(cfg: Config, grid: tuple) -> None:
-    """Switch ``PrevPredictionHook`` on, as a user's config does."""
+    """Switch ``PrevPredictionHook`` on, as a user's config does: the train
+    pipeline gets the pixel origins unless it carries them already."""
     pipeline = cfg.train_dataloader.dataset.pipeline
     types = [t['type'] for t in pipeline]
-    pipeline.insert(types.index('LoadAnnotations') + 1,
-                    dict(type='LoadPixelOrigins'))
+    if 'LoadPixelOrigins' not in types:
+        pipeline.insert(types.index('LoadAnnotations') + 1,
+                        dict(type='LoadPixelOrigins'))
     pipeline[-1] = dict(type='PackSegInputsWithOrigins')
     cfg.custom_hooks = [dict(type='PrevPredictionHook', grid=grid)]

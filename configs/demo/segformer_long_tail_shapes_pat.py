@@ -1,5 +1,8 @@
 # The demo: a short PAT training of SegFormer-B0 (random init) on the
-# generated long-tailed shapes, ending with MMSeg's evaluation report.
+# generated long-tailed shapes, ending with MMSeg's evaluation report and
+# its head / body / tail rows. `make demo` trains it and its cross-entropy
+# twin (segformer_long_tail_shapes_ce.py) through
+# tools/analysis/loss_study.py --preset demo.
 _base_ = [
     'mmseg::_base_/models/segformer_mit-b0.py',
     '../_base_/datasets/long_tail_shapes.py',
@@ -16,6 +19,9 @@ model = dict(
         num_classes=6,
         norm_cfg=norm_cfg,
         loss_decode=dict(type='PATLoss', _delete_=True)))
+# PAT's confidences of previous visits; the dataset base's train pipeline
+# carries the pixel origins the hook needs.
+custom_hooks = [dict(type='PrevPredictionHook', grid=(64, 64))]
 
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -28,6 +34,11 @@ param_scheduler = [
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=600, val_interval=600)
 val_cfg = dict(type='ValLoop')
+# MMSeg's aAcc / mIoU / mAcc plus head / body / tail groups by training
+# pixel frequency (counted once by tools/train.py, cached in the work dir).
+val_evaluator = dict(
+    type='LongTailIoUMetric', class_counts='train_set', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

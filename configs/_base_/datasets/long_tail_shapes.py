@@ -9,9 +9,13 @@ generation = dict(
     num_shape_classes=5,
     seed=0)
 crop_size = (64, 64)
+# The pixel origins let PrevPredictionHook map augmented crops back onto
+# each image; they change nothing else, so configs that differ only in the
+# loss share this pipeline.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
+    dict(type='LoadPixelOrigins'),
     dict(
         type='RandomResize',
         scale=(64, 64),
@@ -19,7 +23,7 @@ train_pipeline = [
         keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
+    dict(type='PackSegInputsWithOrigins')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -1,0 +1,213 @@
+"""The loss study (tools/analysis/loss_study.py) and its plots
+(tools/analysis/plot_study.py): a tiny study writes the right tables, the
+mean ± std aggregation is right on a hand-made table, every plot function
+writes a PNG."""
+import csv
+import importlib
+import math
+import os.path as osp
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from conftest import PROJECT, TINY_SHAPES
+
+sys.path.insert(0, osp.join(PROJECT, 'tools', 'analysis'))
+loss_study = importlib.import_module('loss_study')
+plot_study = importlib.import_module('plot_study')
+
+CLASSES = ('background', 'square', 'disc', 'triangle')
+# The demo config cut down to a tiny SegFormer on the tiny generated data.
+TINY_PRESET = dict(
+    config=loss_study.DEMO_CONFIG,
+    methods=('ce', 'pat', 'broken'),
+    seeds=(0, ),
+    iters=4,
+    generation=TINY_SHAPES,
+    shrink=dict(scale=(32, 32), crop=(32, 32), batch_size=2),
+    cfg_options={
+        'model.backbone.embed_dims': 8,
+        'model.backbone.num_layers': [1, 1, 1, 1],
+        'model.decode_head.in_channels': [8, 16, 40, 64],
+        'model.decode_head.channels': 16,
+        'model.decode_head.num_classes': len(CLASSES),
+    })
+# A method that cannot be built: its run fails, the study goes on.
+BROKEN = dict(type='PATLoss', curve='no-such-curve')
+
+
+def _is_png(path):
+    with open(path, 'rb') as f:
+        return f.read(8) == b'\x89PNG\r\n\x1a\n' and osp.getsize(path) > 1000
+
+
+def _read_csv(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def tiny_study(tmp_path_factory, shapes_root):
+    """Output folder of a tiny study: ce, pat and a broken method."""
+    out = str(tmp_path_factory.mktemp('study'))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(loss_study.PRESETS, 'tiny',
+                      dict(TINY_PRESET, data_root=shapes_root))
+        patch.setitem(loss_study.METHODS, 'broken', BROKEN)
+        summary = loss_study.main(['--preset', 'tiny', '--out', out])
+    return out, summary
+
+
+def test_study_writes_run_table(tiny_study):
+    out, _ = tiny_study
+    rows = _read_csv(osp.join(out, 'runs.csv'))
+    assert [(r['method'], r['seed'], r['status']) for r in rows] == [
+        ('ce', '0', 'ok'), ('pat', '0', 'ok'), ('broken', '0', 'failed')]
+    columns = list(rows[0])
+    for column in (*loss_study._RUN_COLUMNS, 'work_dir', 'checkpoint'):
+        assert column in columns, column
+    assert [c for c in columns if c.startswith('IoU.')] == [
+        f'IoU.{c}' for c in CLASSES]
+    for row in rows[:2]:
+        assert 0 <= float(row['mIoU']) <= 100
+        assert float(row['time_per_iter']) > 0
+        assert int(row['iters']) == 4
+        assert osp.isfile(row['checkpoint'])
+
+
+def test_each_run_has_its_loss_hook_and_seed(tiny_study):
+    out, _ = tiny_study
+    runs = {r['method']: r for r in _read_csv(osp.join(out, 'runs.csv'))}
+    for method, loss_type, hook in (('ce', 'CrossEntropyLoss', False),
+                                    ('pat', 'PATLoss', True)):
+        cfg = Config.fromfile(runs[method]['config'])
+        assert cfg.model.decode_head.loss_decode.type == loss_type
+        hooks = [h['type'] for h in cfg.custom_hooks]
+        assert ('PrevPredictionHook' in hooks) == hook
+        assert 'LoadPixelOrigins' in [
+            t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+        assert cfg.randomness.seed == 0
+        assert cfg.train_cfg.max_iters == 4
+
+
+def test_study_writes_summary_tables(tiny_study):
+    out, summary = tiny_study
+    rows = _read_csv(osp.join(out, 'results.csv'))
+    assert [r['method'] for r in rows] == ['ce', 'pat', 'broken']
+    assert rows[2]['failed'] == '1'
+    for metric in loss_study.SUMMARY_METRICS:
+        assert f'{metric}_mean' in rows[0] and f'{metric}_std' in rows[0]
+    assert math.isclose(summary[1]['mIoU_mean'],
+                        float(_read_csv(osp.join(out, 'runs.csv'))[1]['mIoU']))
+    with open(osp.join(out, 'results.md')) as f:
+        table = f.read()
+    for text in ('| method | loss | runs | aAcc | mIoU |', 'tail mIoU',
+                 'Δ tail mIoU vs ce', '| ce |', '| pat | `PATLoss()` | 1 |',
+                 '1 (1 failed)'):
+        assert text in table, text
+    with open(osp.join(out, 'COMMAND.txt')) as f:
+        command = f.read()
+    assert '--preset tiny' in command and 'wall time' in command
+    for name in ('per_class_iou.png', 'weighting_curves.png',
+                 'pat_weights_example.png'):
+        assert _is_png(osp.join(out, name)), name
+
+
+def _row(method, seed, miou, tail, variant='', status='ok'):
+    return dict(method=method, seed=seed, variant=variant, status=status,
+                mIoU=miou, tail_mIoU=tail)
+
+
+def test_summarize_hand_made_table():
+    rows = [
+        _row('ce', 0, 40.0, 10.0),
+        _row('ce', 1, 44.0, 14.0),
+        _row('pat', 0, 41.0, 20.0),
+        _row('pat', 1, 41.0, math.nan),  # e.g. no tail class evaluated
+        dict(method='pat', seed=2, variant='', status='failed'),
+        _row('ce', 0, 10.0, 1.0, variant='imbalance_ratio=5'),
+    ]
+    summary = loss_study.summarize(rows, metrics=('mIoU', 'tail_mIoU'))
+    by_key = {(s['variant'], s['method']): s for s in summary}
+    ce, pat = by_key[('', 'ce')], by_key[('', 'pat')]
+    assert (ce['runs'], ce['failed'], pat['runs'], pat['failed']) == (2, 0,
+                                                                      3, 1)
+    assert ce['mIoU_mean'] == pytest.approx(42.0)
+    assert ce['mIoU_std'] == pytest.approx(math.sqrt(8.0))  # ddof=1
+    assert pat['mIoU_std'] == 0.0
+    assert pat['tail_mIoU_mean'] == 20.0 and pat['tail_mIoU_std'] == 0.0
+    # paired by seed: mIoU 41-40 and 41-44; tail only seed 0 (20-10)
+    assert pat['gain_mIoU_mean'] == pytest.approx(-1.0)
+    assert pat['gain_mIoU_std'] == pytest.approx(math.sqrt(8.0))
+    assert pat['gain_tail_mIoU_mean'] == pytest.approx(10.0)
+    assert 'gain_mIoU_mean' not in ce
+    single = by_key[('imbalance_ratio=5', 'ce')]
+    assert single['mIoU_mean'] == 10.0 and single['mIoU_std'] == 0.0
+
+    table = loss_study.markdown_table(summary)
+    assert '| imbalance_ratio=5 | ce |' in table
+    assert '42.00 ± 2.83' in table and '-1.00 ± 2.83' in table
+    assert '3 (1 failed)' in table
+
+
+def test_set_method_and_iterations():
+    cfg = Config.fromfile(
+        osp.join(PROJECT, 'configs/_base_/experiments/upernet_oxfordpet.py'))
+    loss_study.set_method(cfg, loss_study.METHODS['pat_inap'])
+    assert cfg.model.decode_head.loss_decode == dict(
+        type='PATLoss', curve='inap', loss_weight=1.0)
+    assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
+    assert [h['type'] for h in cfg.custom_hooks] == ['PrevPredictionHook']
+    loss_study.set_method(cfg, loss_study.METHODS['pat_current'])
+    assert cfg.custom_hooks == []
+
+    cfg = Config.fromfile(
+        osp.join(PROJECT, 'configs/_base_/experiments/segformer_oxfordpet.py'))
+    loss_study.set_iterations(cfg, 400)  # warm-up 1500 of 40000 iterations
+    assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 15),
+                                                               (15, 400)]
+    assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 400
+    with pytest.raises(ValueError, match='iters must be >= 1'):
+        loss_study.set_iterations(cfg, 0)
+
+
+def test_plot_functions_write_png(tiny_study, tmp_path):
+    out, _ = tiny_study
+    rows = plot_study.load_runs(osp.join(out, 'runs.csv'))
+    ce, pat = rows[0], rows[1]
+    paths = [
+        plot_study.plot_per_class_iou(rows, str(tmp_path / 'iou.png'),
+                                      ce['class_counts']),
+        plot_study.plot_weighting_curves(str(tmp_path / 'curves.png')),
+        plot_study.plot_weight_map(
+            plot_study.read_run(ce['work_dir']),
+            plot_study.read_run(pat['work_dir']),
+            str(tmp_path / 'weights.png'),
+            image_index=0),
+        plot_study.plot_gain_vs_variant([
+            _row(method, seed, 40.0 + seed + gain * ratio, gain * ratio,
+                 f'imbalance_ratio={ratio}')
+            for ratio in (5, 25) for seed in (0, 1)
+            for method, gain in (('ce', 0), ('pat', 1))
+        ], str(tmp_path / 'gain.png')),
+    ]
+    for path in paths:
+        assert _is_png(path), path
+
+
+def test_plot_cli_on_work_dirs(tiny_study, tmp_path, capsys):
+    out, _ = tiny_study
+    rows = _read_csv(osp.join(out, 'runs.csv'))
+    paths = plot_study.main([
+        f'ce={rows[0]["work_dir"]}', f'pat={rows[1]["work_dir"]}', '--out',
+        str(tmp_path)
+    ])
+    assert {osp.basename(p) for p in paths} == {
+        'per_class_iou.png', 'weighting_curves.png', 'pat_weights_example.png'
+    }
+    assert all(_is_png(p) for p in paths)
+    assert str(tmp_path) in capsys.readouterr().out
+    report = plot_study.evaluation_report(rows[1]['work_dir'])
+    assert report.startswith('per class results:')
+    assert '|  tail |' in report and 'mIoU' in report.splitlines()[-1]
