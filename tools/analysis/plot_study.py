@@ -535,6 +535,9 @@ def plot_gain_vs_variant(rows: Sequence[Dict],
                         capsize=3, label=method)
         ax.axhline(0, color='grey', lw=0.8)
         ax.set_xscale('log')
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(sorted({parse_variant(v)[1] for v, _ in gains}))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))
         ax.set_xlabel(key.replace('_', ' '))
         ax.set_ylabel(f'{metric.replace("_", " ")} gain over {baseline} '
                       '(points)')
