@@ -23,6 +23,7 @@ lint: setup
 
 benchmark: setup
 	$(PY) benchmarks/loss_speed_memory.py
+	$(PY) benchmarks/hook_overhead.py
 
 clean:
 	rm -rf work_dirs

@@ -5,7 +5,9 @@ writes a PNG."""
 import csv
 import importlib
 import math
+import os
 import os.path as osp
+import shutil
 import sys
 
 import pytest
@@ -170,6 +172,35 @@ def test_set_method_and_iterations():
     assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 400
     with pytest.raises(ValueError, match='iters must be >= 1'):
         loss_study.set_iterations(cfg, 0)
+
+
+def test_read_run_after_the_work_dir_moved(tiny_study, tmp_path):
+    """A moved work dir still finds its checkpoint, and a class-counts path
+    that was relative to the training's working directory is found above
+    the work dir."""
+    out, _ = tiny_study
+    ce = next(r for r in _read_csv(osp.join(out, 'runs.csv'))
+              if r['method'] == 'ce')
+    moved = str(tmp_path / 'project' / 'work_dirs' / 'ce')
+    shutil.copytree(ce['work_dir'], moved)
+    name = osp.basename(ce['checkpoint'])
+    with open(osp.join(moved, 'last_checkpoint'), 'w') as f:
+        f.write(f'/no/such/old/place/{name}')
+    relative = osp.join('work_dirs', 'counts.json')
+    shutil.copy(ce['class_counts'], tmp_path / 'project' / relative)
+    config = plot_study.read_run(moved)['config']
+    with open(config) as f:
+        text = f.read()
+    with open(config, 'w') as f:
+        f.write(text.replace(ce['class_counts'], relative))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # where the relative path does not resolve
+    try:
+        run = plot_study.read_run(moved)
+    finally:
+        os.chdir(cwd)
+    assert run['checkpoint'] == osp.join(moved, name)
+    assert run['class_counts'] == str(tmp_path / 'project' / relative)
 
 
 def test_plot_functions_write_png(tiny_study, tmp_path):

@@ -65,10 +65,12 @@ METHODS = {
     'wce': dict(type='WeightedCrossEntropyLoss', class_counts='train_set'),
     'blv': dict(type='BLVLoss', class_counts='train_set'),
     'la': dict(type='LogitAdjustedLoss', class_counts='train_set'),
+    # PATLoss's defaults (curve 'ina', confidence 'previous', homogenize
+    # 'none'), then one option changed at a time.
     'pat': dict(type='PATLoss'),
     'pat_inap': dict(type='PATLoss', curve='inap'),
     'pat_current': dict(type='PATLoss', confidence='current'),
-    'pat_nohomog': dict(type='PATLoss', homogenize='none'),
+    'pat_class': dict(type='PATLoss', homogenize='class'),
     # The authors' raw form: current confidence, gradient through the
     # weight, no homogenization, no normalisation.
     'pat_authors': dict(
@@ -116,7 +118,7 @@ PRESETS = {
     dict(
         config=DEMO_CONFIG,
         data_root='data/long_tail_shapes_imbalance',
-        methods=('ce', 'pat', 'blv'),
+        methods=('ce', 'pat', 'pat_inap', 'pat_class', 'blv'),
         seeds=(0, 1, 2),
         iters=400,
         generation=_STUDY_SHAPES,

@@ -48,7 +48,7 @@ sys.path.insert(
 
 from mmseg_pat.datasets.class_statistics import (  # noqa: E402
     FREQUENCY_GROUPS, frequency_groups, load_class_counts)
-from mmseg_pat.models.losses import pat_weights  # noqa: E402
+from mmseg_pat.models.losses import PATLoss, pat_weights  # noqa: E402
 
 _LOG_DIR = re.compile(r'^\d{8}_\d{6}$')
 _NOT_METRICS = ('time', 'data_time', 'step')
@@ -81,6 +81,22 @@ def _class_counts_path(cfg: Config) -> str:
         if isinstance(counts, str):
             return counts
     return ''
+
+
+def _find_relative(path: str, work_dir: str) -> str:
+    """``path`` as given if it exists; a relative path that does not (it
+    was relative to the training's working directory) is looked for under
+    each folder above ``work_dir``."""
+    if not path or osp.isabs(path) or osp.isfile(path):
+        return path
+    folder = osp.abspath(work_dir)
+    while True:
+        if osp.isfile(osp.join(folder, path)):
+            return osp.join(folder, path)
+        parent = osp.dirname(folder)
+        if parent == folder:
+            return path
+        folder = parent
 
 
 def read_run(work_dir: str, warmup_fraction: float = 0.1) -> Dict:
@@ -127,6 +143,9 @@ def read_run(work_dir: str, warmup_fraction: float = 0.1) -> Dict:
     if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
             checkpoint = f.read().strip()
+        moved = osp.join(work_dir, osp.basename(checkpoint))
+        if not osp.isfile(checkpoint) and osp.isfile(moved):
+            checkpoint = moved  # the work dir was moved or renamed
     result.update(
         time_per_iter=float(np.median(times)) if times else math.nan,
         final_loss=float(train[-1].get('loss', math.nan))
@@ -134,8 +153,10 @@ def read_run(work_dir: str, warmup_fraction: float = 0.1) -> Dict:
         iters=last_iter,
         work_dir=osp.abspath(work_dir),
         config=config,
-        class_counts=_class_counts_path(
-            Config.fromfile(config, import_custom_modules=False)),
+        class_counts=_find_relative(
+            _class_counts_path(
+                Config.fromfile(config, import_custom_modules=False)),
+            work_dir),
         checkpoint=checkpoint)
     return result
 
@@ -375,9 +396,9 @@ def plot_weight_map(baseline_run: Dict,
 
     The weights are those PAT would give this image now: beta from the PAT
     model's own confidence q of the true class (its curve and
-    ``max_log_weight``), and the class-homogenized weight
-    ``w_i = beta_i / n_{y_i}`` (if its ``homogenize`` is ``'class'``)
-    divided by its mean over the valid pixels.
+    ``max_log_weight``), turned into ``w_i = beta_i / n_{y_i}`` if its
+    ``homogenize`` is ``'class'``, divided by its mean over the valid
+    pixels.
 
     Args:
         baseline_run (dict): :func:`read_run` of the baseline's work dir.
@@ -425,11 +446,18 @@ def plot_weight_map(baseline_run: Dict,
     valid = label != ignore_index
     index = torch.where(valid, label, 0).long()
     q = logits.softmax(0).gather(0, index[None])[0]
-    loss_cfg = cfg.model.decode_head.loss_decode
-    beta = pat_weights(q, num_classes, loss_cfg.get('curve', 'ina'),
-                       loss_cfg.get('max_log_weight'))
+    losses = cfg.model.decode_head.loss_decode
+    losses = losses if isinstance(losses, (list, tuple)) else [losses]
+    loss_cfg = next((dict(c) for c in losses if c['type'] == 'PATLoss'),
+                    None)
+    if loss_cfg is None:
+        raise ValueError(f'{pat_run["work_dir"]}: the decode head has no '
+                         'PATLoss; pass the PAT run second')
+    loss_cfg.pop('type')
+    loss = PATLoss(**loss_cfg)  # its options, defaults included
+    beta = pat_weights(q, num_classes, loss.curve, loss.max_log_weight)
     weight = beta.clone()
-    if loss_cfg.get('homogenize', 'class') == 'class':
+    if loss.homogenize == 'class':
         counts = torch.bincount(index[valid], minlength=num_classes)
         weight = weight / counts.clamp(min=1)[index]
     weight = weight / weight[valid].mean()

@@ -8,9 +8,11 @@ Segmentation", arXiv 2404.05393. The maths follows section 2 of
   ``beta = 1/2 * exp(kappa * (1 - q))`` where ``q`` is a confidence of the
   true class (the previous or the current prediction) and ``kappa = C``
   (curve ``'ina'``) or ``1`` (curve ``'inap'``).
-* Class-wise homogenization: the weights of class ``k`` are divided by the
-  number of its valid pixels in the batch, so every present class gets the
-  same share of the update whatever its mask area.
+* Class-wise homogenization (``homogenize='class'``, off by default): the
+  weights of class ``k`` are divided by the number of its valid pixels in
+  the batch, so every present class gets the same share of the update
+  whatever its mask area. The project's study (README, "Evidence") found it
+  trades overall mIoU for the rarest classes, so the default is ``'none'``.
 * Normalisation by the (detached) sum of weights makes the loss a weighted
   mean, so it is scale-free even when ``exp(kappa)`` is astronomically large.
 
@@ -96,7 +98,7 @@ def pat_loss(cls_score: Tensor,
              curve: str = 'ina',
              confidence: str = 'previous',
              detach_weight: bool = True,
-             homogenize: str = 'class',
+             homogenize: str = 'none',
              normalize: str = 'weight',
              max_log_weight: Optional[float] = None,
              tau: float = 1.0,
@@ -124,7 +126,7 @@ def pat_loss(cls_score: Tensor,
             Default: True.
         homogenize (str): ``'class'`` divides each weight by the number of
             valid pixels of its class in the batch; ``'none'`` does not.
-            Default: ``'class'``.
+            Default: ``'none'``.
         normalize (str): ``'weight'`` divides by the detached sum of weights;
             ``'none'`` divides by the number of present classes
             (homogenize ``'class'``) or of valid pixels (``'none'``), the
@@ -245,7 +247,10 @@ class PATLoss(PixelLoss):
             is stored) or ``'current'``. Default: ``'previous'``.
         detach_weight (bool): Treat the PCLA weight as a constant.
             Default: True.
-        homogenize (str): ``'class'`` or ``'none'``. Default: ``'class'``.
+        homogenize (str): ``'none'``, or ``'class'`` to give every class
+            present in the batch the same share of the update (more tail
+            IoU, less head IoU; see the README's evidence). Default:
+            ``'none'``.
         normalize (str): ``'weight'`` or ``'none'``. Default: ``'weight'``.
         max_log_weight (float, optional): Cap on ``kappa * (1 - q)``.
             Default: None.
@@ -270,7 +275,7 @@ class PATLoss(PixelLoss):
                  curve: str = 'ina',
                  confidence: str = 'previous',
                  detach_weight: bool = True,
-                 homogenize: str = 'class',
+                 homogenize: str = 'none',
                  normalize: str = 'weight',
                  max_log_weight: Optional[float] = None,
                  tau: float = 1.0,
