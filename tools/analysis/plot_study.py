@@ -487,8 +487,9 @@ def plot_weight_map(baseline_run: Dict,
     for ax, values, title in (
         (axes[1, 1], beta, r'PAT $\beta = \frac{1}{2}e^{\kappa(1-q)}$, '
          "q: the PAT model's\nconfidence of the true class"),
-        (axes[1, 2], weight, r'PAT weight $w_i$ / mean $w$' + '\n'
-         r'($\beta$ divided by its class area)'),
+        (axes[1, 2], weight, r'PAT weight $w_i$ / mean $w$' + '\n' +
+         (r'($\beta$ divided by its class area)' if loss.homogenize
+          == 'class' else r"($w = \beta$: homogenize='none')")),
     ):
         shown = np.ma.masked_where(~valid.numpy(), values.numpy())
         positive = values[valid]
