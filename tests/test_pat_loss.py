@@ -34,7 +34,13 @@ def naive_pat(logits, label, q, kappa, homogenize, normalize, ignore=255):
     y = label.numpy()
     n, c, h, w = z.shape
     counts = np.bincount(y[y != ignore].ravel(), minlength=c)
-    num, wsum, npix = 0.0, 0.0, 0
+    # what a pixel's beta is divided by, from its class's pixel count
+    divisor = {
+        'class': float,
+        'sqrt': math.sqrt,
+        'none': lambda count: 1.0
+    }[homogenize]
+    num, wsum = 0.0, 0.0
     for b in range(n):
         for i in range(h):
             for j in range(w):
@@ -44,13 +50,13 @@ def naive_pat(logits, label, q, kappa, homogenize, normalize, ignore=255):
                 zz = z[b, :, i, j]
                 logp = zz[k] - zz.max() - math.log(np.exp(zz - zz.max()).sum())
                 beta = 0.5 * math.exp(kappa * (1 - q[b, i, j]))
-                wi = beta / counts[k] if homogenize == 'class' else beta
+                wi = beta / divisor(counts[k])
                 num += wi * -logp
                 wsum += wi
-                npix += 1
     if normalize == 'weight':
         return num / wsum
-    return num / ((counts > 0).sum() if homogenize == 'class' else npix)
+    # Z of normalize='none': the sum of 1 / divisor over the valid pixels
+    return num / sum(count / divisor(count) for count in counts if count)
 
 
 def test_equals_authors_expression_times_c():
@@ -92,7 +98,7 @@ def test_value_matches_naive_loop(curve, kappa, homogenize, normalize):
     assert ours.item() == pytest.approx(ref, rel=1e-5)
 
 
-@pytest.mark.parametrize('homogenize', ['class', 'none'])
+@pytest.mark.parametrize('homogenize', ['class', 'sqrt', 'none'])
 def test_gradient_detached_weight_closed_form(homogenize):
     """d loss / d z_i = (w_i / Z) * (softmax(z_i) - onehot(y_i))."""
     logits, label = _random_batch(c=4, seed=5)
@@ -113,6 +119,8 @@ def test_gradient_detached_weight_closed_form(homogenize):
     counts = torch.bincount(y[valid], minlength=4).double()
     if homogenize == 'none':
         counts = torch.ones_like(counts)
+    elif homogenize == 'sqrt':
+        counts = counts.sqrt()
     w = torch.where(valid, beta / counts[y], 0.0)
     expected = (w / w.sum()).unsqueeze(1) * (p - onehot)
     torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-8)
@@ -171,6 +179,25 @@ def test_class_homogenization_equal_total_weight():
     torch.testing.assert_close(share0, share1)
     assert share0.item() == pytest.approx(math.log(2) / 2, rel=1e-5)
     assert torch.all(pixel[label == 255] == 0)
+
+
+@pytest.mark.parametrize('homogenize,ratio', [('sqrt', 1000**0.5),
+                                              ('none', 1000.0)])
+def test_class_shares_without_full_homogenization(homogenize, ratio):
+    """The same 10 vs 10,000 pixels: the large class's share is sqrt(1000)
+    times the small one's with 'sqrt', 1000 times with 'none'."""
+    label = torch.ones(1, 101, 100, dtype=torch.long)
+    label[0, 0, :10] = 0
+    label[0, 0, 10:] = 255
+    logits = torch.zeros(1, 2, 101, 100)
+    prev = torch.full(label.shape, 0.3)
+    pixel, _ = pat_loss(
+        logits, label, prev_confidence=prev, homogenize=homogenize,
+        reduction='none')
+    share0 = pixel[label == 0].sum().item()
+    share1 = pixel[label == 1].sum().item()
+    assert share1 / share0 == pytest.approx(ratio, rel=1e-4)
+    assert share0 + share1 == pytest.approx(math.log(2), rel=1e-5)
 
 
 def test_ignored_pixels_contribute_nothing():
@@ -276,6 +303,7 @@ def test_module_through_registry():
 @pytest.mark.parametrize('kwargs,match', [
     (dict(curve='focal'), 'curve'),
     (dict(homogenize='pixel'), 'homogenize'),
+    (dict(homogenize='class_area'), 'homogenize'),
     (dict(normalize='sum'), 'normalize'),
     (dict(confidence='next'), 'confidence'),
     (dict(tau=0), 'tau'),

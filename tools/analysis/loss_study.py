@@ -71,6 +71,7 @@ METHODS = {
     'pat_inap': dict(type='PATLoss', curve='inap'),
     'pat_current': dict(type='PATLoss', confidence='current'),
     'pat_class': dict(type='PATLoss', homogenize='class'),
+    'pat_sqrt': dict(type='PATLoss', homogenize='sqrt'),
     # The authors' raw form: current confidence, gradient through the
     # weight, no homogenization, no normalisation.
     'pat_authors': dict(
@@ -118,7 +119,7 @@ PRESETS = {
     dict(
         config=DEMO_CONFIG,
         data_root='data/long_tail_shapes_imbalance',
-        methods=('ce', 'pat', 'pat_inap', 'pat_class', 'blv'),
+        methods=('ce', 'pat', 'pat_inap', 'pat_class', 'pat_sqrt', 'blv'),
         seeds=(0, 1, 2),
         iters=400,
         generation=_STUDY_SHAPES,

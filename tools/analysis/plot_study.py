@@ -396,9 +396,9 @@ def plot_weight_map(baseline_run: Dict,
 
     The weights are those PAT would give this image now: beta from the PAT
     model's own confidence q of the true class (its curve and
-    ``max_log_weight``), turned into ``w_i = beta_i / n_{y_i}`` if its
-    ``homogenize`` is ``'class'``, divided by its mean over the valid
-    pixels.
+    ``max_log_weight``), divided as its ``homogenize`` says (by the
+    class's pixel count in the image, its square root, or nothing), over
+    the mean weight of the valid pixels.
 
     Args:
         baseline_run (dict): :func:`read_run` of the baseline's work dir.
@@ -456,11 +456,20 @@ def plot_weight_map(baseline_run: Dict,
     loss_cfg.pop('type')
     loss = PATLoss(**loss_cfg)  # its options, defaults included
     beta = pat_weights(q, num_classes, loss.curve, loss.max_log_weight)
-    weight = beta.clone()
-    if loss.homogenize == 'class':
-        counts = torch.bincount(index[valid], minlength=num_classes)
-        weight = weight / counts.clamp(min=1)[index]
+    # w_i = beta_i / divisor(n_{y_i}), n_k: valid pixels of class k
+    counts = torch.bincount(index[valid], minlength=num_classes).clamp(min=1)
+    divisor = {
+        'class': counts.float(),
+        'sqrt': counts.float().sqrt(),
+        'none': torch.ones(num_classes)
+    }[loss.homogenize]
+    weight = beta / divisor[index]
     weight = weight / weight[valid].mean()
+    weight_title = {
+        'class': r'($\beta$ divided by its class area)',
+        'sqrt': r'($\beta$ divided by $\sqrt{\mathrm{class\ area}}$)',
+        'none': r"($w = \beta$: homogenize='none')"
+    }[loss.homogenize]
 
     # Distinct colours (datasets' palettes may hold white, the colour of
     # ignored pixels here).
@@ -487,9 +496,8 @@ def plot_weight_map(baseline_run: Dict,
     for ax, values, title in (
         (axes[1, 1], beta, r'PAT $\beta = \frac{1}{2}e^{\kappa(1-q)}$, '
          "q: the PAT model's\nconfidence of the true class"),
-        (axes[1, 2], weight, r'PAT weight $w_i$ / mean $w$' + '\n' +
-         (r'($\beta$ divided by its class area)' if loss.homogenize
-          == 'class' else r"($w = \beta$: homogenize='none')")),
+        (axes[1, 2], weight,
+         r'PAT weight $w_i$ / mean $w$' + '\n' + weight_title),
     ):
         shown = np.ma.masked_where(~valid.numpy(), values.numpy())
         positive = values[valid]

@@ -36,7 +36,7 @@ CURVES = {'ina': None, 'inap': 1.0}
 #: Where the confidence ``q`` of the PCLA weight comes from.
 CONFIDENCE_SOURCES = ('previous', 'current')
 #: How class areas are balanced.
-HOMOGENIZE_MODES = ('class', 'none')
+HOMOGENIZE_MODES = ('class', 'sqrt', 'none')
 #: What the weighted sum is divided by.
 NORMALIZE_MODES = ('weight', 'none')
 
@@ -124,13 +124,16 @@ def pat_loss(cls_score: Tensor,
         detach_weight (bool): Treat the weight as a constant. ``False`` with
             ``confidence='current'`` reproduces the authors' gradient.
             Default: True.
-        homogenize (str): ``'class'`` divides each weight by the number of
-            valid pixels of its class in the batch; ``'none'`` does not.
-            Default: ``'none'``.
+        homogenize (str): ``'class'`` divides each weight by the number
+            ``n_k`` of valid pixels of its class in the batch, ``'sqrt'``
+            by ``sqrt(n_k)`` (halfway, in log scale), ``'none'`` by
+            nothing. Default: ``'none'``.
         normalize (str): ``'weight'`` divides by the detached sum of weights;
-            ``'none'`` divides by the number of present classes
-            (homogenize ``'class'``) or of valid pixels (``'none'``), the
-            authors' raw scale. Default: ``'weight'``.
+            ``'none'`` divides by the sum over the valid pixels of the
+            homogenization divisor's inverse: the number of present
+            classes (``'class'``), ``sum_k sqrt(n_k)`` (``'sqrt'``) or the
+            number of valid pixels (``'none'``, the authors' raw scale).
+            Default: ``'weight'``.
         max_log_weight (float, optional): Cap on ``kappa * (1 - q)``.
             Default: None.
         tau (float): Softmax temperature. Default: 1.0.
@@ -174,6 +177,9 @@ def pat_loss(cls_score: Tensor,
         if homogenize == 'class':
             log_divisor = counts.clamp(min=1).float().log()
             num_groups = (counts > 0).sum()
+        elif homogenize == 'sqrt':
+            log_divisor = counts.clamp(min=1).float().log() / 2
+            num_groups = counts.float().sqrt().sum()
         else:
             log_divisor = counts.new_zeros(num_classes, dtype=torch.float)
             num_groups = counts.sum()
@@ -247,10 +253,11 @@ class PATLoss(PixelLoss):
             is stored) or ``'current'``. Default: ``'previous'``.
         detach_weight (bool): Treat the PCLA weight as a constant.
             Default: True.
-        homogenize (str): ``'none'``, or ``'class'`` to give every class
+        homogenize (str): ``'none'``; ``'class'`` to give every class
             present in the batch the same share of the update (more tail
-            IoU, less head IoU; see the README's evidence). Default:
-            ``'none'``.
+            IoU, less head IoU; see the README's evidence); ``'sqrt'`` to
+            divide by the square root of the class's pixel count, in
+            between. Default: ``'none'``.
         normalize (str): ``'weight'`` or ``'none'``. Default: ``'weight'``.
         max_log_weight (float, optional): Cap on ``kappa * (1 - q)``.
             Default: None.
