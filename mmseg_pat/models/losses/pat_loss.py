@@ -11,8 +11,9 @@ Segmentation", arXiv 2404.05393. The maths follows section 2 of
 * Class-wise homogenization (``homogenize='class'``, off by default): the
   weights of class ``k`` are divided by the number of its valid pixels in
   the batch, so every present class gets the same share of the update
-  whatever its mask area. The project's study (README, "Evidence") found it
-  trades overall mIoU for the rarest classes, so the default is ``'none'``.
+  whatever its mask area; ``'sqrt'`` divides by the square root instead.
+  The project's study (README, "Evidence") found that both trade overall
+  mIoU for the rarest classes on some data, so the default is ``'none'``.
 * Normalisation by the (detached) sum of weights makes the loss a weighted
   mean, so it is scale-free even when ``exp(kappa)`` is astronomically large.
 
