@@ -36,8 +36,9 @@ from .pixel_loss import PixelLoss, check_labels
 CURVES = {'ina': None, 'inap': 1.0}
 #: Where the confidence ``q`` of the PCLA weight comes from.
 CONFIDENCE_SOURCES = ('previous', 'current')
-#: How class areas are balanced.
-HOMOGENIZE_MODES = ('class', 'sqrt', 'none')
+#: How class areas are balanced: name -> p, each weight is divided by
+#: ``n_k ** p`` (``n_k``: valid pixels of its class in the batch).
+HOMOGENIZE_POWERS = {'class': 1.0, 'sqrt': 0.5, 'none': 0.0}
 #: What the weighted sum is divided by.
 NORMALIZE_MODES = ('weight', 'none')
 
@@ -149,7 +150,7 @@ def pat_loss(cls_score: Tensor,
         pixels.
     """
     _check_option('confidence', confidence, CONFIDENCE_SOURCES)
-    _check_option('homogenize', homogenize, HOMOGENIZE_MODES)
+    _check_option('homogenize', homogenize, HOMOGENIZE_POWERS)
     _check_option('normalize', normalize, NORMALIZE_MODES)
     _check_option('reduction', reduction, ('mean', 'none'))
     if tau <= 0:
@@ -175,15 +176,12 @@ def pat_loss(cls_score: Tensor,
         # of ignored pixels and turns their weight into exactly 0.
         counts = torch.bincount(
             class_index.view(-1), minlength=num_classes + 1)[:num_classes]
-        if homogenize == 'class':
-            log_divisor = counts.clamp(min=1).float().log()
-            num_groups = (counts > 0).sum()
-        elif homogenize == 'sqrt':
-            log_divisor = counts.clamp(min=1).float().log() / 2
-            num_groups = counts.float().sqrt().sum()
-        else:
-            log_divisor = counts.new_zeros(num_classes, dtype=torch.float)
-            num_groups = counts.sum()
+        power = HOMOGENIZE_POWERS[homogenize]
+        log_counts = counts.clamp(min=1).float().log()
+        log_divisor = power * log_counts
+        # Z of normalize='none': sum over the pixels of 1 / n_k ** p, i.e.
+        # the present classes ('class'), sum sqrt(n_k) ('sqrt'), |V| ('none')
+        num_groups = (counts * torch.exp(-power * log_counts)).sum()
         log_divisor = torch.cat([log_divisor, log_divisor.new_full((1, ),
                                                                    math.inf)])
 
@@ -292,7 +290,7 @@ class PATLoss(PixelLoss):
         super().__init__(loss_weight, loss_name)
         _check_option('curve', curve, CURVES)
         _check_option('confidence', confidence, CONFIDENCE_SOURCES)
-        _check_option('homogenize', homogenize, HOMOGENIZE_MODES)
+        _check_option('homogenize', homogenize, HOMOGENIZE_POWERS)
         _check_option('normalize', normalize, NORMALIZE_MODES)
         if tau <= 0:
             raise ValueError(f'tau must be positive, got {tau}')
