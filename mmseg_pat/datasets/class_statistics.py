@@ -259,7 +259,8 @@ def resolve_class_counts(cfg, cache_dir: str) -> Optional[str]:
         cache_dir (str): Where the JSON is kept, e.g. the work dir.
 
     Returns:
-        str | None: The JSON path, or None if nothing asked for it.
+        str | None: The JSON's absolute path, or None if nothing asked for
+        it.
     """
     holders = _holders_of_train_set_counts(cfg._cfg_dict if hasattr(
         cfg, '_cfg_dict') else cfg)
@@ -269,7 +270,9 @@ def resolve_class_counts(cfg, cache_dir: str) -> Optional[str]:
     key = hashlib.sha1(
         json.dumps(dataset_cfg, sort_keys=True,
                    default=str).encode()).hexdigest()[:12]
-    path = osp.join(cache_dir, f'class_counts_train_{key}.json')
+    # Absolute: the config written into the work dir must still find the
+    # file when it is read from another working directory.
+    path = osp.abspath(osp.join(cache_dir, f'class_counts_train_{key}.json'))
     if osp.isfile(path):
         print_log(f'class pixel counts of the training set: {path}',
                   logger='current')

@@ -85,8 +85,9 @@ def _class_counts_path(cfg: Config) -> str:
 
 def _find_relative(path: str, work_dir: str) -> str:
     """``path`` as given if it exists; a relative path that does not (it
-    was relative to the training's working directory) is looked for under
-    each folder above ``work_dir``."""
+    was relative to the training's working directory: runs trained before
+    ``resolve_class_counts`` wrote absolute paths) is looked for under each
+    folder above ``work_dir``."""
     if not path or osp.isabs(path) or osp.isfile(path):
         return path
     folder = osp.abspath(work_dir)
