@@ -30,8 +30,9 @@ def prepare_config(cfg: Config, config_path: str, launcher: str,
     resolve_class_counts(cfg, cfg.work_dir)
 
 
-def _heads(model_cfg: dict):
-    """(name, head config) of every decode and auxiliary head."""
+def iter_heads(model_cfg: dict):
+    """(name, head config) of every decode and auxiliary head of a model
+    config (a head may be a list of heads)."""
     for key in ('decode_head', 'auxiliary_head'):
         heads = model_cfg.get(key)
         heads = heads if isinstance(heads, (list, tuple)) else [heads]
@@ -69,7 +70,7 @@ def check_num_classes_match(cfg: Config) -> None:
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmseg')):
         classes = DATASETS.build(dataset_cfg).metainfo['classes']
-    for name, head in _heads(cfg.model):
+    for name, head in iter_heads(cfg.model):
         num_classes = head.get('num_classes')
         if num_classes is not None and num_classes != len(classes):
             raise ValueError(

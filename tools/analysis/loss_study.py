@@ -55,6 +55,7 @@ from plot_study import (evaluation_report, mean_std,  # noqa: E402
                         paired_gains, plot_study, read_run, slug)
 
 from mmseg_pat.datasets import resolve_class_counts  # noqa: E402
+from mmseg_pat.utils.launch import iter_heads  # noqa: E402
 
 #: The compared losses: name -> loss settings, put on every head (an
 #: auxiliary head keeps its loss_weight). A PATLoss whose confidence is
@@ -142,7 +143,6 @@ _RUN_COLUMNS = ('method', 'seed', 'variant', 'status', 'aAcc', 'mIoU',
                 'body_mAcc', 'tail_mAcc', 'time_per_iter', 'final_loss',
                 'iters')
 _PATH_COLUMNS = ('work_dir', 'config', 'class_counts', 'checkpoint')
-_HEADS = ('decode_head', 'auxiliary_head')
 
 
 def needs_memory(loss: Dict) -> bool:
@@ -243,15 +243,10 @@ def set_method(cfg: Config, loss: Dict) -> None:
     An auxiliary head keeps the ``loss_weight`` of its loss. A hook set up
     by the config is kept with its settings (e.g. its grid).
     """
-    for key in _HEADS:
-        heads = cfg.model.get(key)
-        for head in (heads if isinstance(heads, list) else [heads]):
-            if head is None:
-                continue
-            old = head.get('loss_decode')
-            weight = old.get('loss_weight', 1.0) if isinstance(old,
-                                                               dict) else 1.0
-            head.loss_decode = dict(copy.deepcopy(loss), loss_weight=weight)
+    for _, head in iter_heads(cfg.model):
+        old = head.get('loss_decode')
+        weight = old.get('loss_weight', 1.0) if isinstance(old, dict) else 1.0
+        head.loss_decode = dict(copy.deepcopy(loss), loss_weight=weight)
     hooks = list(cfg.get('custom_hooks') or [])
     memory = [h for h in hooks if h['type'] == 'PrevPredictionHook']
     hooks = [h for h in hooks if h['type'] != 'PrevPredictionHook']
