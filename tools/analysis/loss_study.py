@@ -51,8 +51,8 @@ SHARED_DATA = osp.join(osp.dirname(PROJECT), 'shared', 'data')
 sys.path.insert(0, PROJECT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
-from plot_study import (evaluation_report, mean_std,  # noqa: E402
-                        paired_gains, plot_study, read_run, slug)
+from plot_study import (evaluation_report, finished, mean_std,  # noqa: E402
+                        paired_gains, plot_study, read_run, slug, variant_of)
 
 from mmseg_pat.datasets import resolve_class_counts  # noqa: E402
 from mmseg_pat.utils.launch import iter_heads  # noqa: E402
@@ -434,7 +434,7 @@ def summarize(rows: Sequence[Dict],
     """
     groups: Dict[Tuple[str, str], List[Dict]] = {}
     for row in rows:
-        key = (str(row.get('variant') or ''), str(row['method']))
+        key = (variant_of(row), str(row['method']))
         groups.setdefault(key, []).append(row)
     gains = {
         metric: paired_gains(rows, baseline, metric)
@@ -442,7 +442,7 @@ def summarize(rows: Sequence[Dict],
     } if baseline else {}
     summary = []
     for (variant, method), members in groups.items():
-        done = [r for r in members if r.get('status', 'ok') != 'failed']
+        done = finished(members)
         entry = dict(
             variant=variant,
             method=method,

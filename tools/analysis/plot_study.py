@@ -219,11 +219,13 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
                                   if values.size > 1 else 0.0)
 
 
-def _done(rows: Sequence[Dict]) -> List[Dict]:
+def finished(rows: Sequence[Dict]) -> List[Dict]:
+    """The runs that did not fail (diverged runs included)."""
     return [r for r in rows if r.get('status', 'ok') != 'failed']
 
 
-def _variant(row: Dict) -> str:
+def variant_of(row: Dict) -> str:
+    """A run's variant, ``''`` for none."""
     return str(row.get('variant') or '')
 
 
@@ -244,17 +246,17 @@ def paired_gains(rows: Sequence[Dict], baseline: str,
         where both ran with a finite value (std with ddof=1, 0 if n = 1).
         The baseline itself and methods with no pair are left out.
     """
-    rows = _done(rows)
-    base = {(_variant(r), str(r.get('seed', ''))): float(r[metric])
+    rows = finished(rows)
+    base = {(variant_of(r), str(r.get('seed', ''))): float(r[metric])
             for r in rows if r['method'] == baseline and metric in r}
     diffs: Dict[Tuple[str, str], List[float]] = {}
     for row in rows:
-        key = (_variant(row), str(row.get('seed', '')))
+        key = (variant_of(row), str(row.get('seed', '')))
         if row['method'] == baseline or key not in base or metric not in row:
             continue
         diff = float(row[metric]) - base[key]
         if not math.isnan(diff):
-            diffs.setdefault((_variant(row), row['method']), []).append(diff)
+            diffs.setdefault((variant_of(row), row['method']), []).append(diff)
     return {key: (*mean_std(d), len(d)) for key, d in diffs.items()}
 
 
@@ -281,7 +283,7 @@ def plot_per_class_iou(rows: Sequence[Dict],
     Returns:
         str: ``out_path``.
     """
-    rows = _done(rows)
+    rows = finished(rows)
     names = [k[4:] for k in rows[0] if k.startswith('IoU.')] if rows else []
     if not names:
         raise ValueError('no per-class IoU (IoU.<class> columns) to plot')
@@ -557,7 +559,7 @@ def plot_gain_vs_variant(rows: Sequence[Dict],
     Returns:
         str: ``out_path``.
     """
-    key = parse_variant(_variant(rows[0]))[0]
+    key = parse_variant(variant_of(rows[0]))[0]
     fig = Figure(figsize=(5 * len(metrics), 4))
     axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -599,12 +601,12 @@ def _example_pair(rows: Sequence[Dict], baseline: str,
     """Baseline and PAT runs with checkpoints, same seed, of the last
     variant that has both."""
     with_checkpoint = [
-        r for r in _done(rows)
+        r for r in finished(rows)
         if r.get('checkpoint') and osp.isfile(str(r['checkpoint']))
     ]
-    for variant in reversed(list(dict.fromkeys(map(_variant, rows)))):
+    for variant in reversed(list(dict.fromkeys(map(variant_of, rows)))):
         runs = {(r['method'], str(r.get('seed', ''))): r
-                for r in with_checkpoint if _variant(r) == variant}
+                for r in with_checkpoint if variant_of(r) == variant}
         seeds = sorted(s for m, s in runs if m == pat
                        and (baseline, s) in runs)
         if seeds:
@@ -623,10 +625,10 @@ def plot_study(rows: Sequence[Dict],
     the variant when there are several numeric variants.
     """
     os.makedirs(out_dir, exist_ok=True)
-    variants = list(dict.fromkeys(map(_variant, rows)))
+    variants = list(dict.fromkeys(map(variant_of, rows)))
     paths = []
     for variant in variants:
-        members = [r for r in _done(rows) if _variant(r) == variant]
+        members = [r for r in finished(rows) if variant_of(r) == variant]
         if not members:
             continue
         counts = next((str(r['class_counts']) for r in members
