@@ -49,6 +49,7 @@ sys.path.insert(
 from mmseg_pat.datasets.class_statistics import (  # noqa: E402
     FREQUENCY_GROUPS, frequency_groups, load_class_counts)
 from mmseg_pat.models.losses import PATLoss, pat_weights  # noqa: E402
+from mmseg_pat.models.losses.pat_loss import HOMOGENIZE_POWERS  # noqa: E402
 
 _LOG_DIR = re.compile(r'^\d{8}_\d{6}$')
 _NOT_METRICS = ('time', 'data_time', 'step')
@@ -459,13 +460,9 @@ def plot_weight_map(baseline_run: Dict,
     loss_cfg.pop('type')
     loss = PATLoss(**loss_cfg)  # its options, defaults included
     beta = pat_weights(q, num_classes, loss.curve, loss.max_log_weight)
-    # w_i = beta_i / divisor(n_{y_i}), n_k: valid pixels of class k
+    # w_i = beta_i / n_{y_i} ** p, n_k: valid pixels of class k
     counts = torch.bincount(index[valid], minlength=num_classes).clamp(min=1)
-    divisor = {
-        'class': counts.float(),
-        'sqrt': counts.float().sqrt(),
-        'none': torch.ones(num_classes)
-    }[loss.homogenize]
+    divisor = counts.float().pow(HOMOGENIZE_POWERS[loss.homogenize])
     weight = beta / divisor[index]
     weight = weight / weight[valid].mean()
     weight_title = {
