@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from mmseg_pat.models.losses import pat_loss, pat_weights
+from mmseg_pat.models.losses import ConfidenceExchange, pat_loss, pat_weights
 
 
 def _random_batch(n=2, c=5, h=6, w=7, seed=0, scale=2.0):
@@ -290,11 +290,13 @@ def test_module_through_registry():
     loss = MODELS.build(dict(type='PATLoss', loss_weight=2.0, curve='inap'))
     assert loss.loss_name == 'loss_pat'
     logits, label = _random_batch(c=3, seed=13)
+    # the decode head's loss leaves its current confidences in the exchange
+    loss.exchange = ConfidenceExchange(previous=[], writer=loss)
     value = loss(logits, label, ignore_index=255)
     # the module's default follows the study: no class homogenization
     ref, current = pat_loss(logits, label, curve='inap', homogenize='none')
     torch.testing.assert_close(value, 2 * ref)
-    torch.testing.assert_close(loss.last_confidence, current)
+    torch.testing.assert_close(loss.exchange.current, current)
     per_pixel = loss(logits, label, reduction_override='none')
     assert per_pixel.shape == label.shape
     torch.testing.assert_close(per_pixel.sum(), value)

@@ -1,10 +1,23 @@
 #!/usr/bin/env bash
-# Distributed testing on one node:
+# Distributed testing, MMSeg's way:
 # tools/dist_test.sh CONFIG CHECKPOINT GPUS [args]
+# Several nodes: NNODES, NODE_RANK, MASTER_ADDR and PORT as for
+# tools/dist_train.sh. PYTHON picks the interpreter (default: python).
+set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
-python -m torch.distributed.run --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
+"${PYTHON:-python}" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch \
+    "${@:4}"

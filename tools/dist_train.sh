@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# Distributed training on one node: tools/dist_train.sh CONFIG GPUS [args]
+# Distributed training, MMSeg's way: tools/dist_train.sh CONFIG GPUS [args]
+# Several nodes: run it on each with NNODES, NODE_RANK, MASTER_ADDR and PORT
+# set alike (NODE_RANK 0 .. NNODES-1). On a CPU-only machine it runs over
+# gloo (use BN, not SyncBN). PYTHON picks the interpreter (default: python).
+set -euo pipefail
 CONFIG=$1
 GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
-python -m torch.distributed.run --nproc_per_node="$GPUS" --master_port="$PORT" \
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
+"${PYTHON:-python}" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
     "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "${@:3}"

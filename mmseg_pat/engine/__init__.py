@@ -1,4 +1,9 @@
+from .directory_lock import DirectoryInUseError, DirectoryLock
 from .hooks import PrevPredictionHook
-from .prediction_memory import MemoryMismatchError, PredictionMemory
+from .prediction_memory import (MemoryMismatchError, MemorySnapshotError,
+                                PredictionMemory)
 
-__all__ = ['MemoryMismatchError', 'PredictionMemory', 'PrevPredictionHook']
+__all__ = [
+    'DirectoryInUseError', 'DirectoryLock', 'MemoryMismatchError',
+    'MemorySnapshotError', 'PredictionMemory', 'PrevPredictionHook'
+]

@@ -21,6 +21,9 @@ from mmseg.registry import TRANSFORMS
 
 ORIGIN_FIELDS = ('origin_row', 'origin_col')
 _MAX_SIDE = np.iinfo(np.uint16).max
+# Keys that MMCV's resize and flip transforms add (a crop shows in the
+# label's shape).
+_GEOMETRY_KEYS = ('scale_factor', 'flip')
 
 
 @TRANSFORMS.register_module()
@@ -38,6 +41,19 @@ class LoadPixelOrigins(BaseTransform):
                 'LoadPixelOrigins needs the label: place it right after '
                 "dict(type='LoadAnnotations') in the train pipeline.")
         h, w = results['gt_seg_map'].shape[:2]
+        moved = [key for key in _GEOMETRY_KEYS if key in results]
+        ori_shape = results.get('ori_shape')
+        if ori_shape is not None and tuple(ori_shape[:2]) != (h, w):
+            moved.append(f'label {h}x{w} != loaded image '
+                         f'{ori_shape[0]}x{ori_shape[1]}')
+        if moved:
+            raise ValueError(
+                'LoadPixelOrigins must see the label as it was loaded, but '
+                'a geometric transform has already changed it '
+                f'({", ".join(moved)}): the memory would be indexed by crop '
+                'coordinates. Place dict(type=\'LoadPixelOrigins\') right '
+                "after dict(type='LoadAnnotations'), before any resize, "
+                'crop or flip.')
         if max(h, w) > _MAX_SIDE:
             raise ValueError(f'label of {h}x{w} pixels: LoadPixelOrigins '
                              f'supports sides up to {_MAX_SIDE}')

@@ -1,43 +1,49 @@
 """PrevPredictionHook: feed PATLoss the confidences of previous visits.
 
 PAT's PCLA weights each pixel by how confident the model was on that image
-location the last time it saw the image (arXiv 2404.05393; section 3 of
-``shared/docs/PAT_SPEC.md``). Each training iteration this hook
+location the last time it saw the image (arXiv 2404.05393; the method is
+written up in ``docs/method.md``). During training, each iteration this hook
 
 * before the forward, reads the batch's stored confidences from a
   :class:`PredictionMemory` and hands them to every :class:`PATLoss` of the
-  model (decode and auxiliary heads, through any model wrapper);
-* after the step, writes the decode head's detached current confidences
-  back into the grid cells the batch pixels came from.
+  model (decode and auxiliary heads, through any model wrapper) in a
+  :class:`ConfidenceExchange`;
+* after the step, stores the decode head's detached current confidences
+  in the grid cells the batch pixels came from, and, with several ranks,
+  sends the batch's new grid rows to every other rank, so that every rank
+  holds the same memory on any number of nodes.
 
-The train pipeline must carry the pixel origins: ``LoadPixelOrigins`` right
-after ``LoadAnnotations`` and ``PackSegInputsWithOrigins`` in place of
-``PackSegInputs``. The memory is saved beside each checkpoint and restored
-by ``--resume``.
+The memory lives on the device of the model and every per-pixel step runs
+there. It is saved inside each checkpoint and restored by ``--resume``; each
+node also writes its copy to ``memory_dir`` (at checkpoints and at the end of
+training), which one run owns at a time. Outside training (``tools/test.py``,
+``Runner.val()``, ``Runner.test()``) the hook does nothing.
+
+The train pipeline must carry the pixel origins (``LoadPixelOrigins`` right
+after ``LoadAnnotations``, ``PackSegInputsWithOrigins`` in place of
+``PackSegInputs``); the hook puts them there itself when they are missing.
 """
 import hashlib
-import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-import torch.distributed as torch_dist
-from mmengine.dist import get_dist_info, is_distributed
+import torch
+from mmengine.dist import all_gather, all_reduce, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.registry import HOOKS
+from torch import Tensor
 
 from mmseg_pat.datasets.transforms import (LoadPixelOrigins,
                                            PackSegInputsWithOrigins)
-from mmseg_pat.engine.prediction_memory import PredictionMemory, check_meta
-from mmseg_pat.models.losses import PATLoss
+from mmseg_pat.engine.directory_lock import DirectoryLock
+from mmseg_pat.engine.prediction_memory import (MemoryMismatchError,
+                                                MemorySnapshotError,
+                                                PredictionMemory)
+from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
 
 CHECKPOINT_KEY = 'prev_prediction_memory'
-
-
-def _barrier() -> None:
-    if is_distributed():
-        torch_dist.barrier()
 
 
 def _base_dataset(dataset):
@@ -63,6 +69,47 @@ def dataset_fingerprint(dataset) -> str:
     return f'{len(dataset)}:{digest.hexdigest()[:16]}'
 
 
+def find_pat_losses(model) -> Tuple[List[PATLoss], PATLoss]:
+    """Every PATLoss of a model, and the one whose confidences are stored:
+    that of the last decode head (a cascade's final head), else the first.
+
+    Raises:
+        ValueError: If the model has no PATLoss.
+    """
+    model = model.module if is_model_wrapper(model) else model
+    losses = [m for m in model.modules() if isinstance(m, PATLoss)]
+    if not losses:
+        raise ValueError(
+            'PrevPredictionHook is on but the model has no PATLoss: set '
+            "loss_decode=dict(type='PATLoss') on the decode head, or "
+            'remove the hook from custom_hooks.')
+    heads = getattr(model, 'decode_head', None)
+    if isinstance(heads, torch.nn.ModuleList):
+        heads = heads[-1]
+    head_losses = [m for m in heads.modules() if isinstance(m, PATLoss)
+                   ] if heads is not None else []
+    return losses, (head_losses or losses)[0]
+
+
+def _any_rank(flag: int) -> int:
+    """The largest ``flag`` over all ranks (this rank's when alone)."""
+    if get_dist_info()[1] == 1:
+        return flag
+    value = torch.tensor([flag], dtype=torch.int64)
+    all_reduce(value, op='max')
+    return int(value.item())
+
+
+class _Batch:
+    """The hook's own record of the batch between its two calls."""
+
+    def __init__(self, sample_idx: Tensor, cells: List[Tensor],
+                 exchange: ConfidenceExchange):
+        self.sample_idx = sample_idx
+        self.cells = cells
+        self.exchange = exchange
+
+
 @HOOKS.register_module()
 class PrevPredictionHook(Hook):
     """Keep, per training image, the true-class confidences of the last
@@ -70,226 +117,298 @@ class PrevPredictionHook(Hook):
 
     Args:
         grid (tuple[int, int]): Memory cells per image, (rows, cols); each
-            image, whatever its size, is divided into this grid. Memory on
-            disk is ``rows * cols`` bytes per training image.
-            Default: (128, 128).
-        memory_dir (str, optional): Where the live memory is kept. Default:
+            image, whatever its size, is divided into this grid. The memory
+            takes ``rows * cols`` bytes per training image on the device of
+            the model (and in each checkpoint). Default: (128, 128).
+        memory_dir (str, optional): Where this node writes its copy of the
+            memory (``memory.u8``, ``memory.json``) and the lock that keeps a
+            second training run out. Default:
             ``<work_dir>/prev_prediction_memory``.
         log_interval (int): Every this many iterations, log the filled
             fraction of the memory and the mean confidence written per
             class. Default: 50.
         strict_resume (bool): On ``--resume``, refuse (raise) when the
-            checkpoint's memory snapshot is missing or corrupt. ``False``
+            checkpoint holds no memory snapshot or a corrupt one. ``False``
             warns and starts with an empty memory. A snapshot that does not
             match the dataset is always refused. Default: True.
     """
 
-    priority = 'NORMAL'  # before CheckpointHook and LoggerHook
+    priority = 'NORMAL'  # after RuntimeInfoHook, before CheckpointHook
 
     def __init__(self,
                  grid: Sequence[int] = (128, 128),
                  memory_dir: Optional[str] = None,
                  log_interval: int = 50,
                  strict_resume: bool = True):
-        if len(grid) != 2 or min(grid) < 1:
-            raise ValueError(f'grid must be (rows, cols) >= 1, got {grid}')
-        self.grid = tuple(int(g) for g in grid)
+        if (not isinstance(grid, (list, tuple)) or len(grid) != 2
+                or not all(isinstance(g, int) and g >= 1 for g in grid)):
+            raise ValueError(
+                f'grid must be (rows, cols), two integers >= 1, got {grid!r}')
+        if not isinstance(log_interval, int) or log_interval < 1:
+            raise ValueError(
+                f'log_interval must be an integer >= 1, got {log_interval!r}')
+        self.grid = tuple(grid)
         self.memory_dir = memory_dir
         self.log_interval = log_interval
         self.strict_resume = strict_resume
         self.memory: Optional[PredictionMemory] = None
         self._losses: List[PATLoss] = []
         self._writer: Optional[PATLoss] = None
+        self._lock: Optional[DirectoryLock] = None
         self._checkpoint_entry: Optional[Dict] = None
-        self._class_sums = self._class_counts = None
+        self._batch: Optional[_Batch] = None
+        self._class_sums = self._class_pixels = None
 
-    # -- set-up ------------------------------------------------------------
-    def before_run(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        self._losses = [m for m in model.modules() if isinstance(m, PATLoss)]
-        if not self._losses:
-            raise ValueError(
-                'PrevPredictionHook is on but the model has no PATLoss: set '
-                "loss_decode=dict(type='PATLoss') on the decode head, or "
-                'remove the hook from custom_hooks.')
-        head = getattr(model, 'decode_head', None)
-        head_losses = [m for m in head.modules() if isinstance(m, PATLoss)
-                       ] if head is not None else []
-        self._writer = (head_losses or self._losses)[0]
-        num_classes = getattr(head, 'num_classes', None) or -1
-
+    # -- set-up (training only) --------------------------------------------
+    def before_train(self, runner) -> None:
+        self._losses, self._writer = find_pat_losses(runner.model)
         dataset = _base_dataset(runner.train_dataloader.dataset)
-        self._check_pipeline(dataset)
+        self._prepare_pipeline(runner, dataset)
+        head = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        num_classes = len(dataset.metainfo.get('classes') or ()) or -1
+        device = next(head.parameters()).device
         meta = PredictionMemory.make_meta(
             len(dataset), self.grid, num_classes, dataset_fingerprint(dataset))
+        self.memory = PredictionMemory(meta, device)
         self.memory_dir = self.memory_dir or osp.join(
             runner.work_dir, 'prev_prediction_memory')
-        # A run starts empty; --resume restores the checkpoint's snapshot in
-        # before_train. Rank 0 creates the file, the others open it.
-        if get_dist_info()[0] == 0:
-            self.memory = PredictionMemory.create(self.memory_dir, meta)
-        _barrier()
-        if self.memory is None:
-            self.memory = PredictionMemory.open(self.memory_dir, meta)
-        self._class_sums = np.zeros(max(num_classes, 1))
-        self._class_counts = np.zeros(max(num_classes, 1), dtype=np.int64)
+        self._lock = DirectoryLock(self.memory_dir, runner.experiment_name)
+        # every rank holds the whole memory; the first process of the run
+        # to take a folder's lock writes it (one per node, or one for nodes
+        # that share the folder)
+        self._lock.acquire(runner.logger)
+        self._class_sums = torch.zeros(max(num_classes, 1), device=device)
+        self._class_pixels = torch.zeros_like(self._class_sums)
+        if runner.iter > 0:
+            self._restore(runner)
         runner.logger.info(
-            f'PrevPredictionHook: memory {self.memory_dir} '
-            f'({self.memory.nbytes / 2**20:.1f} MiB on disk: '
-            f'{meta["num_images"]} images x {self.grid[0]}x{self.grid[1]} '
-            f'cells), feeding {len(self._losses)} PATLoss module(s)')
+            f'PrevPredictionHook: memory of {meta["num_images"]} images x '
+            f'{self.grid[0]}x{self.grid[1]} cells '
+            f'({self.memory.nbytes / 2**20:.1f} MiB on {device}; this node '
+            f'writes it to {self.memory_dir}), feeding '
+            f'{len(self._losses)} PATLoss module(s)')
 
-    @staticmethod
-    def _check_pipeline(dataset) -> None:
+    def _prepare_pipeline(self, runner, dataset) -> None:
+        """Put the pixel-origin transforms into the training pipeline when
+        they are missing, or refuse a pipeline that cannot carry them."""
         transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms',
-                             [])
-        kinds = [type(t) for t in transforms]
-        problems = []
-        if LoadPixelOrigins not in kinds:
-            problems.append("dict(type='LoadPixelOrigins') right after "
-                            "dict(type='LoadAnnotations')")
-        if PackSegInputsWithOrigins not in kinds:
-            problems.append("dict(type='PackSegInputsWithOrigins') in place "
-                            "of dict(type='PackSegInputs')")
-        if problems:
+                             None)
+        if transforms is None:
             raise ValueError(
-                'PrevPredictionHook needs to know where each training pixel '
-                'came from; add to train_dataloader.dataset.pipeline: ' +
-                ' and '.join(problems) + '.')
+                'PrevPredictionHook needs the training set\'s pipeline '
+                '(train_dataloader.dataset.pipeline) to track where each '
+                'pixel comes from; this dataset has none.')
+        loads = [i for i, t in enumerate(transforms)
+                 if isinstance(t, LoadAnnotations)]
+        origins = [i for i, t in enumerate(transforms)
+                   if isinstance(t, LoadPixelOrigins)]
+        packs = [i for i, t in enumerate(transforms)
+                 if isinstance(t, PackSegInputs)]
+        if origins and packs and isinstance(transforms[packs[-1]],
+                                            PackSegInputsWithOrigins):
+            if loads and origins[0] < loads[0]:
+                raise ValueError(
+                    'LoadPixelOrigins comes before LoadAnnotations in the '
+                    'training pipeline: place it right after '
+                    "dict(type='LoadAnnotations').")
+            return
+        if not loads or not packs:
+            raise ValueError(
+                'PrevPredictionHook cannot find LoadAnnotations and '
+                'PackSegInputs in the training pipeline to add the pixel '
+                "origins; add dict(type='LoadPixelOrigins') right after the "
+                "transform that loads the labels and dict(type="
+                "'PackSegInputsWithOrigins') in place of the packing one.")
+        changes = []
+        if not origins:
+            transforms.insert(loads[0] + 1, LoadPixelOrigins())
+            changes.append('LoadPixelOrigins after LoadAnnotations')
+            packs = [i + (i > loads[0]) for i in packs]
+        if not isinstance(transforms[packs[-1]], PackSegInputsWithOrigins):
+            old = transforms[packs[-1]]
+            transforms[packs[-1]] = PackSegInputsWithOrigins(
+                meta_keys=old.meta_keys)
+            changes.append('PackSegInputsWithOrigins in place of '
+                           'PackSegInputs (same meta_keys)')
+        runner.logger.info('PrevPredictionHook: added to the training '
+                           'pipeline: ' + '; '.join(changes))
+        _restart_loader_workers(runner)
 
     # -- resume ------------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
-        # load_from also lands here: only a resumed run (iter > 0 in
-        # before_train) restores the snapshot.
+        # load_from and tools/test.py land here too: only a resumed run
+        # (iter > 0 in before_train) uses the snapshot.
         self._checkpoint_entry = checkpoint.get(CHECKPOINT_KEY)
 
-    def before_train(self, runner) -> None:
-        if runner.iter == 0:
-            return
-        entry = self._checkpoint_entry
+    def _restore(self, runner) -> None:
+        error, status = None, 0
         try:
-            if entry is None:
-                raise FileNotFoundError(
-                    'the checkpoint has no prediction-memory snapshot (it '
+            if self._checkpoint_entry is None:
+                raise MemorySnapshotError(
+                    'the checkpoint holds no prediction-memory snapshot (it '
                     'was saved without PrevPredictionHook)')
-            check_meta(entry['meta'], self.memory.meta,
-                       'the checkpoint\'s prediction memory')
-            if get_dist_info()[0] == 0:
-                self.memory.restore(
-                    self._snapshot_path(runner, entry), entry['crc32'])
-        except FileNotFoundError as error:
-            if self.strict_resume:
-                raise FileNotFoundError(
-                    f'{error}. Resume from a checkpoint saved with its '
-                    'snapshot, or set PrevPredictionHook(strict_resume='
-                    'False) to go on with an empty memory.') from error
+            self.memory.load_state_dict(self._checkpoint_entry)
+        except MemorySnapshotError as e:
+            error, status = e, 1
+        except (MemoryMismatchError, KeyError, TypeError) as e:
+            error, status = e, 2
+        self._checkpoint_entry = None
+        # decided together, so that no rank goes on alone and waits
+        worst = _any_rank(status)
+        if worst == 1 and not self.strict_resume:
+            self.memory.clear()
             runner.logger.warning(
-                f'{error}; the prediction memory starts empty.')
-        _barrier()
+                f'{error or "another rank could not restore its memory"}; '
+                'the prediction memory starts empty (strict_resume=False).')
+        elif worst:
+            if error is None:
+                raise RuntimeError(
+                    'another rank could not restore the prediction memory '
+                    'from the checkpoint; its log says why.')
+            if status == 1:
+                raise MemorySnapshotError(
+                    f'{error}. Resume from a checkpoint saved with '
+                    'PrevPredictionHook, or set PrevPredictionHook('
+                    'strict_resume=False) to go on with an empty memory.'
+                ) from error
+            raise error
         runner.logger.info(
             f'PrevPredictionHook: memory restored at iteration {runner.iter} '
             f'({self.memory.filled_fraction():.1%} of the cells filled)')
 
-    def _snapshot_path(self, runner, entry: Dict) -> str:
-        path = entry['file']
-        if not osp.isfile(path):  # work dir moved: look beside the memory
-            path = osp.join(self.memory_dir, 'snapshots', osp.basename(path))
-        return path
-
     def before_save_checkpoint(self, runner, checkpoint: Dict) -> None:
-        path = osp.join(self.memory_dir, 'snapshots',
-                        f'iter_{runner.iter + 1}.u8')
-        crc = self.memory.snapshot(path)
-        checkpoint[CHECKPOINT_KEY] = dict(
-            file=osp.abspath(path), crc32=crc, meta=self.memory.meta)
-        self._remove_orphan_snapshots(runner, keep=path)
-
-    def _remove_orphan_snapshots(self, runner, keep: str) -> None:
-        """Delete snapshots whose checkpoint CheckpointHook has removed."""
-        folder = osp.dirname(keep)
-        out_dir = getattr(self._checkpoint_hook(runner), 'out_dir',
-                          runner.work_dir)
-        for name in os.listdir(folder):
-            path = osp.join(folder, name)
-            ckpt = osp.join(out_dir or runner.work_dir,
-                            osp.splitext(name)[0] + '.pth')
-            if name.endswith('.u8') and path != keep and not osp.isfile(ckpt):
-                os.remove(path)
-
-    @staticmethod
-    def _checkpoint_hook(runner):
-        for hook in runner.hooks:
-            if type(hook).__name__ == 'CheckpointHook':
-                return hook
-        return None
+        if self.memory is None:
+            return
+        checkpoint[CHECKPOINT_KEY] = self.memory.state_dict()
+        if self._lock is not None and self._lock.owned:
+            self.memory.save(self.memory_dir)
 
     # -- every iteration ---------------------------------------------------
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch: Optional[Dict] = None) -> None:
         samples = data_batch['data_samples']
-        maps = [
-            self.memory.read(s.sample_idx, s.pixel_origin.data,
-                             s.origin_shape) for s in samples
-        ]
+        indices = [sample.sample_idx for sample in samples]
+        if min(indices) < 0 or max(indices) >= self.memory.num_images:
+            raise ValueError(
+                f'sample_idx {indices} outside the training set of '
+                f'{self.memory.num_images} images: PrevPredictionHook needs '
+                'the training set itself (no ConcatDataset or sampler that '
+                'invents indices).')
+        device = self.memory.device
+        with self.memory.working():
+            cells = []
+            for sample in samples:
+                origin = sample.pixel_origin.data.to(device, non_blocking=True)
+                # the data preprocessor then finds them on the device already
+                sample.pixel_origin.data = origin
+                cells.append(self.memory.cells(origin, sample.origin_shape))
+            sample_idx = torch.tensor(indices).to(device, non_blocking=True)
+            exchange = ConfidenceExchange(
+                self.memory.read(sample_idx, cells), self._writer)
+        self._batch = _Batch(sample_idx, cells, exchange)
         for loss in self._losses:
-            loss.prev_confidence = maps
+            loss.exchange = exchange
 
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
                          data_batch: Optional[Dict] = None,
                          outputs: Optional[Dict] = None) -> None:
-        current = self._writer.last_confidence
+        batch, self._batch = self._batch, None
         for loss in self._losses:
-            loss.prev_confidence = None
-        if current is None:
+            loss.exchange = None
+        exchange = batch.exchange if batch is not None else None
+        if exchange is None or exchange.current is None:
             return
-        current = current.detach().cpu()
-        for i, sample in enumerate(data_batch['data_samples']):
-            origin = sample.pixel_origin.data
-            h, w = origin.shape[-2:]
-            confidence = current[i, :h, :w]  # padding is at bottom / right
-            self.memory.write(sample.sample_idx, origin, sample.origin_shape,
-                              confidence)
-            self._update_class_stats(sample, confidence)
-        if self._writer.last_known_fraction is not None:
-            runner.message_hub.update_scalar(
-                'train/memory_hit', self._writer.last_known_fraction)
-        # Every rank's writes of this iteration land before a checkpoint
-        # (saved by rank 0) copies the memory.
-        _barrier()
+        # RuntimeInfoHook has read the losses already, so the device is
+        # idle: reading two numbers back costs no extra wait
+        known, valid = exchange.known_and_valid.tolist()
+        runner.message_hub.update_scalar('train/memory_hit',
+                                         known / max(valid, 1))
+        with self.memory.working():
+            rows = self.memory.cell_means(batch.sample_idx, batch.cells,
+                                          exchange.current)
+            sample_idx, rows = self._from_all_ranks(runner, batch.sample_idx,
+                                                    rows)
+            self.memory.write(sample_idx, rows)
+        self._class_sums += exchange.class_sums
+        self._class_pixels += exchange.class_pixels
         if self.every_n_train_iters(runner, self.log_interval):
             self._log_memory(runner)
 
-    def _update_class_stats(self, sample, confidence) -> None:
-        height, width = confidence.shape
-        label = sample.gt_sem_seg.data[0, :height, :width].cpu().numpy()
-        label = label.ravel()
-        confidence = confidence.numpy().ravel()
-        size = len(self._class_sums)
-        keep = (confidence >= 0) & (label < size)
-        label = label[keep].astype(np.int64)
-        self._class_sums += np.bincount(
-            label, weights=confidence[keep], minlength=size)
-        self._class_counts += np.bincount(label, minlength=size)
+    def _from_all_ranks(self, runner, sample_idx: Tensor,
+                        rows: Tensor) -> Tuple[Tensor, Tensor]:
+        """Every rank's new grid rows and their sample indices, in rank
+        order (this rank's alone without distributed training).
+
+        Each rank sends one uint8 block: its rows, each followed by the
+        8 bytes of its int64 sample index, padded to the loader's batch size
+        (all ranks send the same shape) with rows addressed to the memory's
+        padding index.
+        """
+        if get_dist_info()[1] == 1:
+            return sample_idx, rows
+        size = max(runner.train_dataloader.batch_size or 0, len(sample_idx))
+        pad = size - len(sample_idx)
+        if pad:
+            sample_idx = torch.cat([
+                sample_idx,
+                sample_idx.new_full((pad, ), self.memory.padding_index)
+            ])
+            rows = torch.cat([rows, rows.new_zeros((pad, rows.shape[1]))])
+        block = torch.cat([rows, sample_idx.view(torch.uint8).view(size, 8)],
+                          dim=1)
+        blocks = torch.cat(all_gather(block)).to(rows.device)
+        return (blocks[:, -8:].contiguous().view(torch.int64).view(-1),
+                blocks[:, :-8].contiguous())
 
     def _log_memory(self, runner) -> None:
         filled = self.memory.filled_fraction()
         runner.message_hub.update_scalar('train/memory_filled', filled)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            means = self._class_sums / self._class_counts
+        means = (self._class_sums / self._class_pixels).tolist()
         classes = (runner.train_dataloader.dataset.metainfo or {}).get(
             'classes') or [str(i) for i in range(len(means))]
         per_class = ', '.join(f'{c}: {m:.2f}' for c, m in zip(classes, means)
-                              if not np.isnan(m))
+                              if m == m)  # NaN: no pixel of the class
         runner.logger.info(
             f'PrevPredictionHook: {filled:.1%} of the memory filled; mean '
             f'confidence written per class over the last '
             f'{self.log_interval} iterations: {per_class}')
-        self._class_sums[:] = 0
-        self._class_counts[:] = 0
+        self._class_sums.zero_()
+        self._class_pixels.zero_()
+
+    # -- the end -----------------------------------------------------------
+    def after_train(self, runner) -> None:
+        if self._lock is not None and self._lock.owned:
+            self.memory.save(self.memory_dir)
+        self._release()
 
     def after_run(self, runner) -> None:
-        if self.memory is not None:
-            self.memory.flush()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+
+def _restart_loader_workers(runner) -> None:
+    """Make the training loader's workers use the edited pipeline.
+
+    MMEngine's IterBasedTrainLoop starts the dataloader's iterator (and
+    forks its workers, which copy the dataset) when the loop is built, before
+    any hook runs; their first batches are already being prepared with the
+    old pipeline. The iterator is replaced by a fresh one: its sampler
+    starts from the same seed, so the run sees the same data order.
+    """
+    loop = runner.train_loop
+    iterator = getattr(loop, 'dataloader_iterator', None)
+    loader = loop.dataloader
+    if iterator is None or not getattr(loader, 'num_workers', 0):
+        return  # workers start later (epoch loops) or do not exist
+    old = getattr(iterator, '_iterator', None)
+    if hasattr(old, '_shutdown_workers'):
+        old._shutdown_workers()
+    if getattr(loader, '_iterator', None) is old:
+        loader._iterator = None  # persistent workers: do not reuse them
+    loop.dataloader_iterator = type(iterator)(loader)

@@ -20,16 +20,19 @@ Segmentation", arXiv 2404.05393. The maths follows section 2 of
 Everything is computed in the log domain and in float32, so large class
 counts do not overflow and autocast (fp16 / bf16) does not lose precision.
 """
+import logging
 import math
 import warnings
 from contextlib import nullcontext
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from .confidence_exchange import ConfidenceExchange
 from .pixel_loss import PixelLoss, check_labels
 
 #: Weighting curves: name -> kappa, where ``None`` means kappa = C.
@@ -223,23 +226,6 @@ def pat_loss(cls_score: Tensor,
     return loss, current.masked_fill(class_index == num_classes, -1.0)
 
 
-def stack_padded(maps: Sequence[Tensor], shape: Sequence[int],
-                 device=None) -> Optional[Tensor]:
-    """Stack per-image (h, w) maps into ``shape`` (N, H, W), padding at the
-    bottom and right with -1, as MMSeg pads the labels of a batch.
-
-    Returns None if the maps cannot belong to a batch of that shape.
-    """
-    n, height, width = shape
-    if len(maps) != n or any(m.shape[-2] > height or m.shape[-1] > width
-                             for m in maps):
-        return None
-    out = torch.full((n, height, width), -1.0, device=device)
-    for i, m in enumerate(maps):
-        out[i, :m.shape[-2], :m.shape[-1]] = m
-    return out
-
-
 @MODELS.register_module()
 class PATLoss(PixelLoss):
     """Pixel-wise Adaptive Training loss (arXiv 2404.05393).
@@ -266,15 +252,10 @@ class PATLoss(PixelLoss):
             be back-propagated by MMSeg. Default: ``'loss_pat'``.
 
     Attributes:
-        prev_confidence (list[Tensor] | Tensor | None): Set before the
-            forward by :class:`PrevPredictionHook`: the stored confidences
-            of the batch, one (h, w) map per image (padded here like the
-            label, at the bottom and right) or one (N, H, W) tensor;
-            negative where nothing is stored.
-        last_confidence (Tensor | None): The detached current true-class
-            confidence (N, H, W) of the last forward, -1 at ignored pixels.
-        last_known_fraction (float | None): Share of the valid pixels of the
-            last forward that had a stored confidence.
+        exchange (ConfidenceExchange | None): Set by
+            :class:`PrevPredictionHook` for one training iteration: the
+            batch's stored confidences, and where the decode head's loss
+            leaves its current ones.
     """
 
     def __init__(self,
@@ -301,9 +282,8 @@ class PATLoss(PixelLoss):
         self.normalize = normalize
         self.max_log_weight = max_log_weight
         self.tau = tau
-        self.prev_confidence: Union[List[Tensor], Tensor, None] = None
-        self.last_confidence: Optional[Tensor] = None
-        self.last_known_fraction: Optional[float] = None
+        self.exchange: Optional[ConfidenceExchange] = None
+        self._warned_no_memory = False
 
     def forward(self,
                 cls_score: Tensor,
@@ -329,13 +309,13 @@ class PATLoss(PixelLoss):
             Tensor: The loss, multiplied by ``loss_weight``.
         """
         reduction = reduction_override or 'mean'
-        prev = self.prev_confidence
-        if self.confidence != 'previous':
-            prev = None
-        elif isinstance(prev, (list, tuple)):
-            prev = stack_padded(prev, label.shape, label.device)
-        if prev is not None and prev.shape != label.shape:
-            prev = None  # not prepared for this batch
+        exchange = self.exchange
+        prev = None
+        if self.confidence == 'previous':
+            if exchange is not None:
+                prev = exchange.previous_batch(label.shape)
+            elif self.training:
+                self._warn_no_memory()
         loss, current = pat_loss(
             cls_score,
             label,
@@ -350,12 +330,20 @@ class PATLoss(PixelLoss):
             tau=self.tau,
             ignore_index=ignore_index,
             reduction=reduction)
-        if reduction == 'mean':
-            self.last_confidence = current
-            self.last_known_fraction = None
-            if prev is not None:
-                valid = current >= 0
-                known = (prev >= 0) & valid
-                self.last_known_fraction = (
-                    known.sum() / valid.sum().clamp(min=1)).item()
+        if exchange is not None and reduction == 'mean':
+            exchange.record(self, current, label, prev, cls_score.shape[1])
         return self.loss_weight * loss
+
+    def _warn_no_memory(self) -> None:
+        if self._warned_no_memory:
+            return
+        self._warned_no_memory = True
+        message = (
+            "PATLoss(confidence='previous') is training without "
+            'PrevPredictionHook: every pixel falls back to the current '
+            'confidence, the variant that lost the tail gain in the '
+            "project's study. Add custom_hooks = [dict(type="
+            "'PrevPredictionHook')] to the config, or set "
+            "confidence='current' to say that this is what you want.")
+        warnings.warn(message)
+        print_log(message, logger='current', level=logging.WARNING)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Training on a Slurm cluster, MMSeg's way (GPUs):
+# [GPUS=8 GPUS_PER_NODE=4] tools/slurm_train.sh PARTITION JOB_NAME CONFIG [args]
+# srun starts one task per GPU; MMEngine's slurm launcher reads their ranks.
+set -euxo pipefail
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+GPUS=${GPUS:-4}
+GPUS_PER_NODE=${GPUS_PER_NODE:-4}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+SRUN_ARGS=${SRUN_ARGS:-""}
+
+# SRUN_ARGS is split into words on purpose
+# shellcheck disable=SC2086
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
+srun -p "$PARTITION" \
+    --job-name="$JOB_NAME" \
+    --gres=gpu:"$GPUS_PER_NODE" \
+    --ntasks="$GPUS" \
+    --ntasks-per-node="$GPUS_PER_NODE" \
+    --cpus-per-task="$CPUS_PER_TASK" \
+    --kill-on-bad-exit=1 \
+    $SRUN_ARGS \
+    "${PYTHON:-python}" -u "$(dirname "$0")/train.py" "$CONFIG" \
+    --launcher=slurm "${@:4}"
