@@ -44,7 +44,6 @@ from mmengine.runner import Runner
 from mmseg.registry import DATASETS
 
 import mmseg_pat  # noqa: F401
-from mmseg_pat.datasets import resolve_class_counts
 from mmseg_pat.engine import PredictionMemory, PrevPredictionHook
 from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
 
@@ -231,7 +230,6 @@ def make_config(work_dir: str, data_root: str, iters: int,
         type='CheckpointHook', interval=iters + 1, by_epoch=False)
     cfg.log_level = 'WARNING'
     cfg.work_dir = work_dir
-    resolve_class_counts(cfg, work_dir)
     return cfg
 
 

@@ -11,9 +11,6 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-# Run from a checkout without installing: make ``import mmseg_pat`` work.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Evaluate a segmentor')
@@ -24,6 +21,9 @@ def parse_args():
         '--out', help='folder to write the predicted label maps to')
     parser.add_argument(
         '--show-dir', help='folder to write painted predictions to')
+    parser.add_argument(
+        '--data-root',
+        help='the dataset folder, for the train, val and test loaders')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -40,6 +40,24 @@ def parse_args():
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
+
+
+def load_fitting_checkpoint(runner, checkpoint: str, config: str) -> None:
+    """Load the weights, refusing a checkpoint that does not fit the model.
+
+    MMEngine loads ``load_from`` non-strictly: a checkpoint of another
+    model (another num_classes, say) would leave layers at random and still
+    report an mIoU. The file is the user's choice, so its folder is
+    trusted for torch >= 2.6 (see mmseg_pat.utils.checkpoint_compat).
+    """
+    from mmseg_pat.utils import trusted_checkpoints
+    with trusted_checkpoints([osp.dirname(osp.abspath(checkpoint))]):
+        try:
+            runner.load_checkpoint(checkpoint, strict=True)
+        except RuntimeError as error:
+            sys.exit(f'{checkpoint} does not fit the model of {config}:\n'
+                     f'{error}\nEvaluate it with the config it was trained '
+                     'with (same num_classes, backbone and heads).')
 
 
 def main():
@@ -65,8 +83,12 @@ def main():
         cfg.model = cfg.tta_model
 
     from mmseg_pat.utils.launch import prepare_config
-    prepare_config(cfg, args.config, args.launcher, args.work_dir)
+    # evaluation needs the test set only: the class counts come from the
+    # checkpoint (ClassCountsHook)
+    prepare_config(cfg, args.config, args.launcher, args.work_dir,
+                   args.data_root, used_loaders=['test_dataloader'])
     runner = Runner.from_cfg(cfg)
+    load_fitting_checkpoint(runner, args.checkpoint, args.config)
     runner.test()
 
 

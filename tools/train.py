@@ -12,9 +12,6 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-# Run from a checkout without installing: make ``import mmseg_pat`` work.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a segmentor')
@@ -30,6 +27,9 @@ def parse_args():
         action='store_true',
         default=False,
         help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--data-root',
+        help='the dataset folder, for the train, val and test loaders')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -74,7 +74,8 @@ def main():
     cfg.resume = args.resume
 
     from mmseg_pat.utils.launch import prepare_config
-    prepare_config(cfg, args.config, args.launcher, args.work_dir)
+    prepare_config(cfg, args.config, args.launcher, args.work_dir,
+                   args.data_root)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -7,4 +7,7 @@ model = dict(
             type='CrossEntropyLoss',
             use_sigmoid=False,
             loss_weight=1.0)))
-custom_hooks = []
+custom_hooks = [
+    dict(type='ClassCountsHook'),
+    dict(type='TrustedCheckpointsHook'),
+]

@@ -21,7 +21,10 @@ model = dict(
         loss_decode=dict(type='PATLoss', _delete_=True)))
 # PAT's confidences of previous visits; the dataset base's train pipeline
 # carries the pixel origins the hook needs.
-custom_hooks = [dict(type='PrevPredictionHook', grid=(64, 64))]
+custom_hooks = [
+    dict(type='ClassCountsHook'),
+    dict(type='PrevPredictionHook', grid=(64, 64)),
+]
 
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -35,7 +38,7 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=600, val_interval=600)
 val_cfg = dict(type='ValLoop')
 # MMSeg's aAcc / mIoU / mAcc plus head / body / tail groups by training
-# pixel frequency (counted once by tools/train.py, cached in the work dir).
+# pixel frequency (ClassCountsHook counts the training set once).
 val_evaluator = dict(
     type='LongTailIoUMetric', class_counts='train_set', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

@@ -4,4 +4,7 @@ model = dict(
     decode_head=dict(loss_decode=dict(_delete_=True, type='PATLoss')),
     auxiliary_head=dict(
         loss_decode=dict(_delete_=True, type='PATLoss', loss_weight=0.4)))
-custom_hooks = [dict(type='PrevPredictionHook', grid=(128, 256))]
+custom_hooks = [
+    dict(type='ClassCountsHook'),
+    dict(type='PrevPredictionHook', grid=(128, 256)),
+]

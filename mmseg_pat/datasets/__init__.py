@@ -1,8 +1,6 @@
 from . import transforms  # noqa: F401  (registration)
-from .class_statistics import (FREQUENCY_GROUPS, FROM_TRAIN_SET,
-                               check_num_classes, class_pixel_counts,
-                               frequency_groups, load_class_counts,
-                               log_class_prior, resolve_class_counts,
+from .class_statistics import (cached_class_counts, class_pixel_counts,
+                               label_files_key, resolve_class_counts,
                                save_class_counts)
 from .long_tail_shapes import (LongTailShapesDataset, class_probabilities,
                                generate_long_tail_shapes)
@@ -14,7 +12,6 @@ __all__ = [
     'LongTailShapesDataset', 'class_probabilities',
     'generate_long_tail_shapes', 'NYU13_CLASSES', 'NYU40_CLASSES',
     'NYUv2SegDataset', 'NYUv2Seg40Dataset', 'OxfordPetDataset',
-    'FREQUENCY_GROUPS', 'check_num_classes', 'class_pixel_counts',
-    'frequency_groups', 'load_class_counts', 'log_class_prior',
-    'save_class_counts', 'FROM_TRAIN_SET', 'resolve_class_counts'
+    'cached_class_counts', 'class_pixel_counts', 'label_files_key',
+    'save_class_counts', 'resolve_class_counts'
 ]

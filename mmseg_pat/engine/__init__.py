@@ -1,9 +1,10 @@
 from .directory_lock import DirectoryInUseError, DirectoryLock
-from .hooks import PrevPredictionHook
+from .hooks import ClassCountsHook, PrevPredictionHook, TrustedCheckpointsHook
 from .prediction_memory import (MemoryMismatchError, MemorySnapshotError,
                                 PredictionMemory)
 
 __all__ = [
-    'DirectoryInUseError', 'DirectoryLock', 'MemoryMismatchError',
-    'MemorySnapshotError', 'PredictionMemory', 'PrevPredictionHook'
+    'ClassCountsHook', 'DirectoryInUseError', 'DirectoryLock',
+    'MemoryMismatchError', 'MemorySnapshotError', 'PredictionMemory',
+    'PrevPredictionHook', 'TrustedCheckpointsHook'
 ]

@@ -1,3 +1,8 @@
-from .checkpoint_compat import allow_mmengine_checkpoints
+from .checkpoint_compat import (release_checkpoints, trust_checkpoints,
+                                trust_during_load, trusted_checkpoints)
+from .pat_config import check_pat_applies
 
-__all__ = ['allow_mmengine_checkpoints']
+__all__ = [
+    'check_pat_applies', 'release_checkpoints', 'trust_checkpoints',
+    'trust_during_load', 'trusted_checkpoints'
+]

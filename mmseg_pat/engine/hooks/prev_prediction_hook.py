@@ -42,6 +42,7 @@ from mmseg_pat.engine.prediction_memory import (MemoryMismatchError,
                                                 MemorySnapshotError,
                                                 PredictionMemory)
 from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
+from mmseg_pat.utils.checkpoint_compat import trust_during_load
 
 CHECKPOINT_KEY = 'prev_prediction_memory'
 
@@ -159,7 +160,11 @@ class PrevPredictionHook(Hook):
         self._batch: Optional[_Batch] = None
         self._class_sums = self._class_pixels = None
 
-    # -- set-up (training only) --------------------------------------------
+    # -- set-up -------------------------------------------------------------
+    def before_run(self, runner) -> None:
+        # --resume of this run's checkpoints on torch >= 2.6
+        trust_during_load(runner, [runner.work_dir])
+
     def before_train(self, runner) -> None:
         self._losses, self._writer = find_pat_losses(runner.model)
         dataset = _base_dataset(runner.train_dataloader.dataset)

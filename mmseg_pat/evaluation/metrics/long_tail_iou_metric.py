@@ -1,7 +1,7 @@
 """IoU metric with head / body / tail summaries for long-tailed datasets.
 
-``shared/docs/PAT_SPEC.md`` section 5: classes are split by training pixel
-frequency (:func:`~mmseg_pat.datasets.class_statistics.frequency_groups`:
+``docs/method.md``, "Rare classes": classes are split by training pixel
+frequency (:func:`~mmseg_pat.utils.class_prior.frequency_groups`:
 the most frequent third is the head, the rarest third the tail) and mIoU /
 mAcc are reported per group next to MMSeg's aAcc, mIoU and mAcc. The
 per-class IoU is returned too, so it reaches the log files.
@@ -14,9 +14,9 @@ from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
-from ...datasets.class_statistics import (FREQUENCY_GROUPS, ClassCounts,
-                                          check_num_classes, frequency_groups,
-                                          load_class_counts)
+from mmseg_pat.utils.class_prior import (FREQUENCY_GROUPS, ClassCounts,
+                                         ClassCountsUser, check_num_classes,
+                                         frequency_groups)
 
 
 def _percent_nanmean(values: np.ndarray) -> float:
@@ -26,7 +26,7 @@ def _percent_nanmean(values: np.ndarray) -> float:
 
 
 @METRICS.register_module()
-class LongTailIoUMetric(IoUMetric):
+class LongTailIoUMetric(IoUMetric, ClassCountsUser):
     """MMSeg's IoU metric plus head / body / tail mIoU and mAcc.
 
     aAcc, mIoU and mAcc (and mDice, mFscore, ... as ``iou_metrics`` asks)
@@ -40,21 +40,26 @@ class LongTailIoUMetric(IoUMetric):
 
     Args:
         class_counts (Sequence[int] | str): Training pixel counts of the
-            classes, or the JSON written by
-            ``tools/analysis/class_statistics.py``.
+            classes, the JSON written by
+            ``tools/analysis/class_statistics.py``, or ``'train_set'``
+            (filled in during the run by ``ClassCountsHook``).
         **kwargs: Arguments of :class:`IoUMetric` (``ignore_index=255``,
             ``iou_metrics=['mIoU']``, ``nan_to_num=None``, ...).
     """
 
     def __init__(self, class_counts: ClassCounts, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.class_counts = load_class_counts(class_counts)
-        self.groups = frequency_groups(self.class_counts)
+        self.groups = None
+        self._init_class_counts(class_counts)
+
+    def _use_class_counts(self, counts: np.ndarray) -> None:
+        self.groups = frequency_groups(counts)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Check the class counts against the dataset, then process the
         batch as :meth:`IoUMetric.process` does."""
-        check_num_classes(self.class_counts, len(self.dataset_meta['classes']))
+        check_num_classes(self._require_class_counts(),
+                          len(self.dataset_meta['classes']))
         super().process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:

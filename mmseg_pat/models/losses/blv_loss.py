@@ -20,8 +20,9 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ...datasets.class_statistics import (ClassCounts, check_num_classes,
-                                          log_class_prior)
+from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
+                                         check_num_classes, log_class_prior)
+
 from .pixel_loss import PixelLoss, check_logits_and_labels
 from .weighted_cross_entropy_loss import weighted_cross_entropy
 
@@ -123,7 +124,7 @@ def blv_loss(cls_score: Tensor,
 
 
 @MODELS.register_module()
-class BLVLoss(PixelLoss):
+class BLVLoss(PixelLoss, ClassCountsUser):
     """Balancing Logit Variation loss (CVPR 2023).
 
     The logits are perturbed only while the module is in training mode
@@ -131,8 +132,9 @@ class BLVLoss(PixelLoss):
 
     Args:
         class_counts (Sequence[int] | str): Training pixel counts of the
-            classes, or the JSON written by
-            ``tools/analysis/class_statistics.py``.
+            classes, the JSON written by
+            ``tools/analysis/class_statistics.py``, or ``'train_set'``
+            (filled in during the run by ``ClassCountsHook``).
         sigma (float): Standard deviation of the variation before clamping
             to [-1, 1], > 0. Default: 4.0.
         loss_weight (float): Multiplier of the loss. Default: 1.0.
@@ -149,15 +151,17 @@ class BLVLoss(PixelLoss):
         if sigma <= 0:
             raise ValueError(f'sigma must be positive, got {sigma}')
         self.sigma = sigma
-        self.variation_scale: Tensor
-        self.register_buffer(
-            'variation_scale',
-            torch.as_tensor(
-                blv_variation_scale(class_counts), dtype=torch.float32),
-            persistent=False)
+        self.variation_scale: Optional[Tensor]
+        self.register_buffer('variation_scale', None, persistent=False)
+        self._init_class_counts(class_counts)
+
+    def _use_class_counts(self, counts: np.ndarray) -> None:
+        self.variation_scale = torch.as_tensor(
+            blv_variation_scale(counts), dtype=torch.float32)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
                    **reduction) -> Tensor:
+        self._require_class_counts()
         return blv_loss(
             cls_score,
             label,

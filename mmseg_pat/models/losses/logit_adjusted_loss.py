@@ -10,12 +10,14 @@ favour rare classes by ``-tau * log(prior)`` relative to the training fit.
 """
 from typing import Optional
 
+import numpy as np
 import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ...datasets.class_statistics import (ClassCounts, check_num_classes,
-                                          log_class_prior)
+from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
+                                         check_num_classes, log_class_prior)
+
 from .pixel_loss import PixelLoss, check_logits_and_labels
 from .weighted_cross_entropy_loss import weighted_cross_entropy
 
@@ -34,7 +36,7 @@ def logit_adjusted_loss(cls_score: Tensor,
         cls_score (Tensor): Logits (N, C, H, W).
         label (Tensor): Labels (N, H, W).
         log_prior (Tensor): Log of each class's training pixel share (C, ),
-            see :func:`~mmseg_pat.datasets.class_statistics.log_class_prior`.
+            see :func:`~mmseg_pat.utils.class_prior.log_class_prior`.
         tau (float): Scale of the adjustment; 0 gives cross-entropy.
             Default: 1.0.
         weight (Tensor, optional): Per-pixel weights (N, H, W).
@@ -62,14 +64,15 @@ def logit_adjusted_loss(cls_score: Tensor,
 
 
 @MODELS.register_module()
-class LogitAdjustedLoss(PixelLoss):
+class LogitAdjustedLoss(PixelLoss, ClassCountsUser):
     """Logit-adjusted cross-entropy (balanced softmax when ``tau = 1``).
 
     Args:
         class_counts (Sequence[int] | str): Training pixel counts of the
-            classes, or the JSON written by
-            ``tools/analysis/class_statistics.py``. A class with no pixel is
-            treated as having one.
+            classes, the JSON written by
+            ``tools/analysis/class_statistics.py``, or ``'train_set'``
+            (filled in during the run by ``ClassCountsHook``). A class with
+            no pixel is treated as having one.
         tau (float): Scale of the adjustment ``tau * log(prior)``.
             Default: 1.0.
         loss_weight (float): Multiplier of the loss. Default: 1.0.
@@ -84,13 +87,16 @@ class LogitAdjustedLoss(PixelLoss):
                  loss_name: str = 'loss_logit_adjusted'):
         super().__init__(loss_weight, loss_name)
         self.tau = tau
-        self.log_prior: Tensor
-        self.register_buffer(
-            'log_prior',
-            torch.as_tensor(log_class_prior(class_counts), dtype=torch.float),
-            persistent=False)
+        self.log_prior: Optional[Tensor]
+        self.register_buffer('log_prior', None, persistent=False)
+        self._init_class_counts(class_counts)
+
+    def _use_class_counts(self, counts: np.ndarray) -> None:
+        self.log_prior = torch.as_tensor(
+            log_class_prior(counts), dtype=torch.float)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
                    **reduction) -> Tensor:
+        self._require_class_counts()
         return logit_adjusted_loss(
             cls_score, label, self.log_prior, tau=self.tau, **reduction)

@@ -21,8 +21,9 @@ from mmseg.models.losses.utils import get_class_weight
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ...datasets.class_statistics import (ClassCounts, check_num_classes,
-                                          load_class_counts, log_class_prior)
+from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
+                                         check_num_classes, log_class_prior)
+
 from .pixel_loss import (PixelLoss, pixel_weights, reduce_pixel_loss,
                          true_class_log_prob)
 
@@ -116,7 +117,7 @@ def weighted_cross_entropy(cls_score: Tensor,
 
 
 @MODELS.register_module()
-class WeightedCrossEntropyLoss(PixelLoss):
+class WeightedCrossEntropyLoss(PixelLoss, ClassCountsUser):
     """Class-weighted cross-entropy, safe with ignored pixels.
 
     Give at most one of ``class_weight`` and ``class_counts``; with neither
@@ -126,9 +127,11 @@ class WeightedCrossEntropyLoss(PixelLoss):
         class_weight (Sequence[float] | str, optional): Weight of each class,
             used as given, or a file holding them (``.json``, ``.pkl``,
             ``.yaml`` or ``.npy``). Default: None.
-        class_counts (Sequence[int] | str, optional): Training pixel counts
-            or the JSON written by ``tools/analysis/class_statistics.py``;
-            the weights are then computed by ``weighting``. Default: None.
+        class_counts (Sequence[int] | str, optional): Training pixel counts,
+            the JSON written by ``tools/analysis/class_statistics.py``, or
+            ``'train_set'`` (filled in during the run by
+            ``ClassCountsHook``); the weights are then computed by
+            ``weighting``. Default: None.
         weighting (str): How weights follow from ``class_counts``, a key of
             :data:`WEIGHTING_METHODS`. Default: ``'log'``.
         loss_weight (float): Multiplier of the loss. Default: 1.0.
@@ -146,24 +149,30 @@ class WeightedCrossEntropyLoss(PixelLoss):
         _check_weighting(weighting)
         if class_weight is not None and class_counts is not None:
             raise ValueError('give class_weight or class_counts, not both')
-        self.class_counts = None
-        if class_counts is not None:
-            self.class_counts = load_class_counts(class_counts)
-            class_weight = class_weights_from_counts(self.class_counts,
-                                                     weighting)
-        elif class_weight is not None:
-            class_weight = _check_class_weight(get_class_weight(class_weight))
+        if class_weight is not None:
+            class_weight = torch.as_tensor(
+                _check_class_weight(get_class_weight(class_weight)),
+                dtype=torch.float32)
         self.weighting = weighting
+        self.uses_counts = class_counts is not None
         self.class_weight: Optional[Tensor]
-        self.register_buffer(
-            'class_weight',
-            None if class_weight is None else torch.as_tensor(
-                class_weight, dtype=torch.float32),
-            persistent=False)
+        self.register_buffer('class_weight', class_weight, persistent=False)
+        if self.uses_counts:
+            self._init_class_counts(class_counts)
+
+    def _use_class_counts(self, counts: np.ndarray) -> None:
+        self.class_weight = torch.as_tensor(
+            class_weights_from_counts(counts, self.weighting),
+            dtype=torch.float32)
+
+    @property
+    def class_counts_pending(self) -> bool:
+        return self.uses_counts and self.class_counts is None
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
                    **reduction) -> Tensor:
-        if self.class_counts is not None:
-            check_num_classes(self.class_counts, cls_score.shape[1])
+        if self.uses_counts:
+            check_num_classes(self._require_class_counts(),
+                              cls_score.shape[1])
         return weighted_cross_entropy(
             cls_score, label, class_weight=self.class_weight, **reduction)
