@@ -2,7 +2,7 @@
 
 Wang et al., "Balancing Logit Variation for Long-tailed Semantic
 Segmentation", CVPR 2023 (arXiv 2306.02061). A baseline of
-``shared/docs/PAT_SPEC.md`` section 4: in training, every logit ``z_c`` is
+``docs/method.md`` section 4: in training, every logit ``z_c`` is
 perturbed by ``|eps| * f_c / max(f)`` with ``eps ~ N(0, sigma^2)`` clamped
 to [-1, 1] and ``f_c = log(sum n) - log(n_c)`` from the training pixel
 counts ``n``, so rarer classes get larger variation; then cross-entropy. In

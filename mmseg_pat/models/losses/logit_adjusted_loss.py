@@ -2,7 +2,7 @@
 
 Menon et al., "Long-tail learning via logit adjustment", arXiv 2007.07314;
 Ren et al., "Balanced Meta-Softmax for Long-Tailed Visual Recognition",
-NeurIPS 2020 (arXiv 2007.10740). A baseline of ``shared/docs/PAT_SPEC.md``
+NeurIPS 2020 (arXiv 2007.10740). A baseline of ``docs/method.md``
 section 4: the cross-entropy of ``z + tau * log(prior)`` where the prior is
 each class's share of the training pixels. Only the loss sees the
 adjustment; at test time the model outputs its raw logits, which then

@@ -2,7 +2,7 @@
 
 Khoi Do et al., "PAT: Pixel-wise Adaptive Training for Long-tailed
 Segmentation", arXiv 2404.05393. The maths follows section 2 of
-``shared/docs/PAT_SPEC.md``:
+``docs/method.md``:
 
 * PCLA: each valid pixel's cross-entropy is weighted by
   ``beta = 1/2 * exp(kappa * (1 - q))`` where ``q`` is a confidence of the

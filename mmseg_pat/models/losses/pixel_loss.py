@@ -1,6 +1,6 @@
 """Pieces shared by the project's per-pixel softmax losses.
 
-PATLoss and the baselines of ``shared/docs/PAT_SPEC.md`` section 4 (BLV,
+PATLoss and the baselines of ``docs/method.md`` section 4 (BLV,
 class-weighted cross-entropy, softmax focal loss, logit adjustment) follow
 one contract,
 MMSeg's: logits (N, C, H, W) and labels (N, H, W); per-pixel weights (such

@@ -3,7 +3,7 @@
 Lin et al., "Focal Loss for Dense Object Detection", arXiv 1708.02002, in
 its multi-class (softmax) form: ``-alpha_y (1 - p_y)^gamma log p_y``, where
 ``p_y`` is the softmax probability of the true class. A baseline of
-``shared/docs/PAT_SPEC.md`` section 4; MMSeg's ``FocalLoss`` is the
+``docs/method.md`` section 4; MMSeg's ``FocalLoss`` is the
 sigmoid (one-vs-all) form only.
 """
 from typing import Optional, Sequence

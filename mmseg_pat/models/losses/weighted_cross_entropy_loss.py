@@ -1,6 +1,6 @@
 """Class-weighted cross-entropy that works with ignored pixels.
 
-A baseline of ``shared/docs/PAT_SPEC.md`` section 4. MMSeg 1.2.2's
+A baseline of ``docs/method.md`` section 4. MMSeg 1.2.2's
 ``CrossEntropyLoss(class_weight=...)`` indexes ``class_weight[255]`` at
 ignored pixels when no ``avg_factor`` is given and crashes; this loss never
 uses an ignored label as an index.
