@@ -18,10 +18,10 @@ from mmseg.structures import SegDataSample
 from mmseg_pat.datasets.class_statistics import (class_pixel_counts,
                                                  save_class_counts)
 from mmseg_pat.evaluation.metrics import long_tail_iou_metric  # noqa: F401
-from mmseg_pat.models.losses.blv_loss import (blv_loss, blv_perturbation,
-                                              blv_variation_scale)
-from mmseg_pat.models.losses.logit_adjusted_loss import logit_adjusted_loss
-from mmseg_pat.models.losses.softmax_focal_loss import softmax_focal_loss
+from mmseg_pat.models.losses.blv import (blv_loss, blv_perturbation,
+                                         blv_variation_scale)
+from mmseg_pat.models.losses.logit_adjusted import logit_adjusted_loss
+from mmseg_pat.models.losses.softmax_focal import softmax_focal_loss
 from mmseg_pat.models.losses.weighted_cross_entropy_loss import (
     class_weights_from_counts, weighted_cross_entropy)
 

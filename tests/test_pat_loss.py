@@ -1,6 +1,7 @@
 """PATLoss against independent references: the authors' expression, closed
 form gradients worked out by hand, and naive per-pixel loops in float64."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def naive_pat(logits, label, q, kappa, homogenize, normalize, ignore=255):
 def test_equals_authors_expression_times_c():
     logits, label = _random_batch(c=5)
     logits.requires_grad_(True)
-    ours, _ = pat_loss(
+    ours = pat_loss(
         logits,
         label,
         confidence='current',
@@ -85,7 +86,7 @@ def test_value_matches_naive_loop(curve, kappa, homogenize, normalize):
     logits, label = _random_batch(c=5, seed=3)
     label[0, :2] = 255
     q = torch.rand(label.shape, generator=torch.Generator().manual_seed(4))
-    ours, _ = pat_loss(
+    ours = pat_loss(
         logits,
         label,
         prev_confidence=q,
@@ -104,7 +105,7 @@ def test_gradient_detached_weight_closed_form(homogenize):
     logits, label = _random_batch(c=4, seed=5)
     label[1, 3:] = 255
     logits.requires_grad_(True)
-    loss, _ = pat_loss(
+    loss = pat_loss(
         logits, label, confidence='current', curve='ina',
         homogenize=homogenize)
     grad, = torch.autograd.grad(loss, logits)
@@ -130,7 +131,7 @@ def test_gradient_not_detached_closed_form():
     """The authors' gradient: CE's times beta * (1 - kappa * p * log p)."""
     logits, label = _random_batch(c=3, seed=6)
     logits.requires_grad_(True)
-    loss, _ = pat_loss(
+    loss = pat_loss(
         logits,
         label,
         confidence='current',
@@ -170,7 +171,7 @@ def test_class_homogenization_equal_total_weight():
     label[0, 0, 10:] = 255  # the rest of the first row is ignored
     logits = torch.zeros(1, 2, 101, 100)  # every pixel's CE is log 2
     prev = torch.full(label.shape, 0.3)
-    pixel, _ = pat_loss(
+    pixel = pat_loss(
         logits, label, prev_confidence=prev, homogenize='class',
         reduction='none')
     share0 = pixel[label == 0].sum()
@@ -191,7 +192,7 @@ def test_class_shares_without_full_homogenization(homogenize, ratio):
     label[0, 0, 10:] = 255
     logits = torch.zeros(1, 2, 101, 100)
     prev = torch.full(label.shape, 0.3)
-    pixel, _ = pat_loss(
+    pixel = pat_loss(
         logits, label, prev_confidence=prev, homogenize=homogenize,
         reduction='none')
     share0 = pixel[label == 0].sum().item()
@@ -204,19 +205,19 @@ def test_ignored_pixels_contribute_nothing():
     logits, label = _random_batch(c=4, seed=7)
     label[:, :3] = 255
     logits.requires_grad_(True)
-    loss, _ = pat_loss(logits, label)
+    loss = pat_loss(logits, label)
     grad, = torch.autograd.grad(loss, logits)
     assert torch.all(grad.permute(0, 2, 3, 1)[label == 255] == 0)
     changed = logits.detach().clone()
     changed.permute(0, 2, 3, 1)[label == 255] = 1e4
-    assert pat_loss(changed, label)[0].item() == pytest.approx(loss.item())
+    assert pat_loss(changed, label).item() == pytest.approx(loss.item())
 
 
 @pytest.mark.parametrize('normalize', ['weight', 'none'])
 def test_all_ignored_gives_zero_loss_and_gradient(normalize):
     logits = torch.randn(2, 3, 4, 4, requires_grad=True)
     label = torch.full((2, 4, 4), 255)
-    loss, _ = pat_loss(logits, label, normalize=normalize)
+    loss = pat_loss(logits, label, normalize=normalize)
     loss.backward()
     assert loss.item() == 0.0
     assert torch.all(logits.grad == 0)
@@ -233,7 +234,7 @@ def test_label_out_of_range_names_value(bad):
 def test_many_classes_large_logits_stay_finite():
     logits, label = _random_batch(n=1, c=150, h=8, w=8, seed=8)
     logits = (logits * 100).requires_grad_(True)
-    loss, _ = pat_loss(logits, label)
+    loss = pat_loss(logits, label)
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(logits.grad).all()
@@ -248,20 +249,20 @@ def test_many_classes_large_logits_stay_finite():
 
 def test_bf16_autocast_gives_fp32_result():
     logits, label = _random_batch(c=19, seed=9)
-    ref, _ = pat_loss(logits, label)
+    ref = pat_loss(logits, label)
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        amp, _ = pat_loss(logits, label)
+        amp = pat_loss(logits, label)
     assert amp.dtype == torch.float32
     assert amp.item() == pytest.approx(ref.item(), rel=1e-6)
     half = logits.bfloat16()
     torch.testing.assert_close(
-        pat_loss(half, label)[0], pat_loss(half.float(), label)[0])
+        pat_loss(half, label), pat_loss(half.float(), label))
 
 
 def test_temperature_divides_logits():
     logits, label = _random_batch(seed=10)
-    a, _ = pat_loss(logits, label, tau=2.0)
-    b, _ = pat_loss(logits / 2, label)
+    a = pat_loss(logits, label, tau=2.0)
+    b = pat_loss(logits / 2, label)
     torch.testing.assert_close(a, b)
 
 
@@ -269,10 +270,10 @@ def test_previous_confidence_used_and_unknown_falls_back():
     logits, label = _random_batch(c=3, seed=11)
     current = logits.softmax(1).gather(1, label.unsqueeze(1)).squeeze(1)
     unknown = torch.full(label.shape, -1.0)
-    fallback, _ = pat_loss(logits, label, prev_confidence=unknown)
-    same, _ = pat_loss(logits, label, prev_confidence=current)
+    fallback = pat_loss(logits, label, prev_confidence=unknown)
+    same = pat_loss(logits, label, prev_confidence=current)
     torch.testing.assert_close(fallback, same)
-    other, _ = pat_loss(
+    other = pat_loss(
         logits, label, prev_confidence=torch.zeros(label.shape))
     assert not torch.isclose(other, same)
 
@@ -281,8 +282,8 @@ def test_weight_map_multiplies_weights():
     logits, label = _random_batch(c=3, seed=12)
     keep = torch.zeros(label.shape)
     keep[0] = 1.0
-    masked, _ = pat_loss(logits, label, weight=keep, homogenize='none')
-    only_first, _ = pat_loss(logits[:1], label[:1], homogenize='none')
+    masked = pat_loss(logits, label, weight=keep, homogenize='none')
+    only_first = pat_loss(logits[:1], label[:1], homogenize='none')
     torch.testing.assert_close(masked, only_first)
 
 
@@ -294,7 +295,9 @@ def test_module_through_registry():
     loss.exchange = ConfidenceExchange(previous=[], writer=loss)
     value = loss(logits, label, ignore_index=255)
     # the module's default follows the study: no class homogenization
-    ref, current = pat_loss(logits, label, curve='inap', homogenize='none')
+    ref = pat_loss(logits, label, curve='inap', homogenize='none')
+    current = logits.softmax(1).gather(1, label.unsqueeze(1)).squeeze(1)
+    current[label == 255] = -1.0
     torch.testing.assert_close(value, 2 * ref)
     torch.testing.assert_close(loss.exchange.current, current)
     per_pixel = loss(logits, label, reduction_override='none')
@@ -314,3 +317,154 @@ def test_module_through_registry():
 def test_bad_options_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MODELS.build(dict(type='PATLoss', **kwargs))
+
+
+def _reference(logits, label, prev, kappa, confidence, detach, homogenize,
+               normalize):
+    """Float64 value and gradient of PAT for any option combination, in
+    closed form, pixel by pixel.
+
+    q is the stored confidence where there is one (``prev >= 0``), the
+    current p elsewhere (and always with ``confidence='current'``). The
+    gradient of ``w_i l_i / Z`` (Z a constant: detached, or a count) is
+    ``w_i / Z * (p - onehot)``, times ``(1 - kappa p log p)`` where the
+    weight follows the current p with its gradient (``detach=False`` and
+    ``confidence='current'``).
+    """
+    z = logits.double()
+    c = z.shape[1]
+    p = z.softmax(1)
+    valid = label != 255
+    y = torch.where(valid, label, 0)
+    onehot = F.one_hot(y, c).permute(0, 3, 1, 2).double()
+    p_true = p.gather(1, y.unsqueeze(1)).squeeze(1)
+    if confidence == 'current':
+        q = p_true
+    else:
+        q = torch.where(prev >= 0, prev.double(), p_true)
+    counts = torch.bincount(y[valid], minlength=c).double()
+    divisor = dict(none=torch.ones_like(counts), sqrt=counts.sqrt(),
+                   **{'class': counts})[homogenize]
+    w = torch.where(valid, 0.5 * torch.exp(kappa * (1 - q)) / divisor[y],
+                    0.0)
+    loss_i = -p_true.log()
+    if normalize == 'weight':
+        big_z = w.sum()
+    else:
+        present = counts > 0
+        big_z = (counts[present] / divisor[present]).sum()
+    value = (w * loss_i).sum() / big_z
+    factor = w / big_z
+    if confidence == 'current' and not detach:
+        factor = factor * (1 - kappa * p_true * p_true.log())
+    grad = factor.unsqueeze(1) * (p - onehot)
+    return value, grad
+
+
+@pytest.mark.parametrize('curve,kappa', [('ina', 4.0), ('inap', 1.0)])
+@pytest.mark.parametrize('confidence', ['previous', 'current'])
+@pytest.mark.parametrize('detach', [True, False])
+@pytest.mark.parametrize('homogenize', ['class', 'sqrt', 'none'])
+@pytest.mark.parametrize('normalize', ['weight', 'none'])
+def test_every_option_combination_value_and_gradient(
+        curve, kappa, confidence, detach, homogenize, normalize):
+    logits, label = _random_batch(c=4, seed=21)
+    label[0, :2] = 255
+    g = torch.Generator().manual_seed(22)
+    prev = torch.rand(label.shape, generator=g)
+    prev[1, :3] = -1.0  # never seen: falls back to the current confidence
+    logits.requires_grad_(True)
+    loss = pat_loss(logits, label, prev_confidence=prev, curve=curve,
+                    confidence=confidence, detach_weight=detach,
+                    homogenize=homogenize, normalize=normalize)
+    grad, = torch.autograd.grad(loss, logits)
+    value, expected = _reference(logits.detach(), label, prev, kappa,
+                                 confidence, detach, homogenize, normalize)
+    assert loss.item() == pytest.approx(value.item(), rel=1e-5)
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4,
+                               atol=1e-8)
+    # Z is a constant of the step: its gradient must not flow
+    assert loss.requires_grad
+
+
+def test_sum_is_mean_and_avg_factor_replaces_z():
+    logits, label = _random_batch(c=3, seed=23)
+    mean = pat_loss(logits, label, confidence='current')
+    torch.testing.assert_close(
+        pat_loss(logits, label, confidence='current', reduction='sum'), mean)
+    pixels = float((label != 255).sum())
+    raw = pat_loss(logits, label, confidence='current', normalize='none')
+    torch.testing.assert_close(
+        pat_loss(logits, label, confidence='current', avg_factor=pixels),
+        raw)
+
+
+@pytest.mark.parametrize('loss', [
+    dict(type='PATLoss'),
+    dict(type='WeightedCrossEntropyLoss', class_counts=[5, 3, 1]),
+    dict(type='SoftmaxFocalLoss'),
+    dict(type='BLVLoss', class_counts=[5, 3, 1]),
+    dict(type='LogitAdjustedLoss', class_counts=[5, 3, 1]),
+])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bool])
+def test_float_or_bool_labels_are_refused(loss, dtype):
+    module = MODELS.build(loss)
+    label = torch.full((1, 2, 2), 1.7) if dtype is torch.float32 else (
+        torch.ones(1, 2, 2, dtype=torch.bool))
+    label[0, 0, 0] = float('nan') if dtype is torch.float32 else False
+    with pytest.raises(ValueError, match='labels must be integer class '
+                       r'indices, got a torch\.(float32|bool) tensor'):
+        module(torch.randn(1, 3, 2, 2), label)
+
+
+@pytest.mark.parametrize('loss', [
+    dict(type='PATLoss'),
+    dict(type='WeightedCrossEntropyLoss', class_counts=[5, 3, 1]),
+    dict(type='SoftmaxFocalLoss'),
+    dict(type='BLVLoss', class_counts=[5, 3, 1]),
+    dict(type='LogitAdjustedLoss', class_counts=[5, 3, 1]),
+    dict(type='CrossEntropyLoss'),  # MMSeg's, for comparison
+])
+@pytest.mark.parametrize('shape', [(0, 4, 4), (2, 0, 4)])
+def test_empty_batch_or_crop_gives_zero(loss, shape):
+    module = MODELS.build(loss)
+    logits = torch.randn(shape[0], 3, *shape[1:], requires_grad=True)
+    label = torch.zeros(shape, dtype=torch.long)
+    value = module(logits, label)
+    assert value.item() == 0.0
+    value.backward()  # and the step can go on
+    assert module(logits, label, reduction_override='none').shape == shape
+
+
+@pytest.mark.parametrize('option,value', [
+    ('tau', float('nan')), ('tau', '1'), ('tau', 0), ('tau', True),
+    ('homogenize', []), ('homogenize', None), ('curve', {'ina': 1}),
+    ('max_log_weight', -1.0), ('max_log_weight', float('inf')),
+])
+def test_bad_option_values_get_the_option_message(option, value):
+    with pytest.raises(ValueError, match=rf'^{option} must be'):
+        MODELS.build(dict(type='PATLoss', **{option: value}))
+    logits, label = _random_batch(c=3)
+    with pytest.raises(ValueError, match=rf'^{option} must be'):
+        pat_loss(logits, label, **{option: value})
+
+
+def test_non_finite_loss_is_named_once_in_training():
+    loss = MODELS.build(dict(type='PATLoss', confidence='current'))
+    logits, label = _random_batch(c=3, seed=24)
+    broken = logits.clone()
+    broken[0, 0, 0, 0] = float('nan')
+    with pytest.warns(UserWarning, match='was nan in the last training '
+                      'iteration: the logits hold NaN or inf'):
+        loss(broken, label)
+        loss(logits, label)  # said at the next forward, without waiting
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        loss(broken, label)
+        loss(logits, label)  # once only
+    loss.eval()
+    loss._said_non_finite = False
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        loss(broken, label)
+        loss(logits, label)  # evaluation: not a training loss

@@ -49,7 +49,7 @@ sys.path.insert(
 from mmseg_pat.datasets.class_statistics import (  # noqa: E402
     FREQUENCY_GROUPS, frequency_groups, load_class_counts)
 from mmseg_pat.models.losses import PATLoss, pat_weights  # noqa: E402
-from mmseg_pat.models.losses.pat_loss import HOMOGENIZE_POWERS  # noqa: E402
+from mmseg_pat.models.losses.pat import HOMOGENIZE_POWERS  # noqa: E402
 
 _LOG_DIR = re.compile(r'^\d{8}_\d{6}$')
 _NOT_METRICS = ('time', 'data_time', 'step')

@@ -2,21 +2,48 @@
 
 PATLoss and the baselines of ``docs/method.md`` section 4 (BLV,
 class-weighted cross-entropy, softmax focal loss, logit adjustment) follow
-one contract,
-MMSeg's: logits (N, C, H, W) and labels (N, H, W); per-pixel weights (such
-as ``OHEMPixelSampler``'s map) multiply each pixel's loss; ignored pixels
-contribute exactly 0 and are never used as an index; ``reduction='none'``
-returns the per-pixel map. This module holds that contract once.
+one contract, MMSeg's: logits (N, C, H, W) and integer labels (N, H, W);
+per-pixel weights (such as ``OHEMPixelSampler``'s map) multiply each pixel's
+loss; ignored pixels contribute exactly 0 and are never used as an index;
+an empty batch or crop gives 0; ``reduction='none'`` returns the per-pixel
+map. This module holds that contract, and its checks, once.
 """
+import logging
+import math
+import numbers
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from torch import Tensor
 
 #: Reductions a loss accepts as ``reduction_override``.
 REDUCTIONS = ('mean', 'sum', 'none')
+
+
+def check_option(name: str, value, allowed) -> None:
+    """Raise a ValueError unless ``value`` is one of ``allowed``."""
+    try:
+        ok = value in allowed
+    except TypeError:  # unhashable, e.g. a list
+        ok = False
+    if not ok or not isinstance(value, str):
+        raise ValueError(f'{name} must be one of {tuple(allowed)}, '
+                         f'got {value!r}')
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    """Raise a ValueError unless ``value`` is a finite real number > 0
+    (>= 0 with ``allow_zero``)."""
+    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+            or not math.isfinite(value) or value < 0
+            or (value == 0 and not allow_zero)):
+        bound = '>= 0' if allow_zero else '> 0'
+        raise ValueError(
+            f'{name} must be a finite number {bound}, got {value!r}')
 
 
 def check_labels(label: Tensor, num_classes: int,
@@ -34,10 +61,19 @@ def check_labels(label: Tensor, num_classes: int,
         pixels), both (N, H, W). Neither ever holds ``ignore_index``.
 
     Raises:
-        ValueError: If a label is neither in [0, C) nor ``ignore_index``.
+        ValueError: If the labels are not integers, or a label is neither
+            in [0, C) nor ``ignore_index``.
     """
+    if label.dtype == torch.bool or label.is_floating_point() or (
+            label.is_complex()):
+        raise ValueError(
+            f'labels must be integer class indices, got a {label.dtype} '
+            'tensor (1.7 would be read as class 1). Load the label maps with '
+            "MMSeg's LoadAnnotations, or convert them with .long().")
     valid = label != ignore_index
     gather_index = torch.where(valid, label, 0).long()
+    if gather_index.numel() == 0:
+        return gather_index, gather_index
     lo, hi = torch.aminmax(gather_index)
     if lo.item() < 0 or hi.item() >= num_classes:
         bad = valid & ((label < 0) | (label >= num_classes))
@@ -172,12 +208,14 @@ class PixelLoss(nn.Module):
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_pixel'):
         super().__init__()
-        if 'loss' not in loss_name:
+        if not isinstance(loss_name, str) or 'loss' not in loss_name:
             raise ValueError(
                 f"loss_name must contain 'loss' (MMSeg back-propagates only "
                 f'such keys), got {loss_name!r}')
         self.loss_weight = loss_weight
         self._loss_name = loss_name
+        self._last_training_loss: Optional[Tensor] = None
+        self._said_non_finite = False
 
     @property
     def loss_name(self) -> str:
@@ -215,10 +253,38 @@ class PixelLoss(nn.Module):
         Returns:
             Tensor: The loss, multiplied by ``loss_weight``.
         """
-        return self.loss_weight * self.pixel_loss(
+        reduction = reduction_override or 'mean'
+        check_option('reduction', reduction, REDUCTIONS)
+        self._say_if_last_loss_was_not_finite()
+        loss = self.loss_weight * self.pixel_loss(
             cls_score,
             label,
             weight=weight,
             ignore_index=ignore_index,
-            reduction=reduction_override or 'mean',
+            reduction=reduction,
             avg_factor=avg_factor)
+        if self.training and reduction != 'none':
+            self._last_training_loss = loss.detach()
+        return loss
+
+    def _say_if_last_loss_was_not_finite(self) -> None:
+        """Say once when a training loss was NaN or inf, the first sign of
+        a diverging run.
+
+        The previous iteration's loss is read, not this one's: by now the
+        device has computed it (MMEngine's logging waited for it), so
+        reading it costs no wait.
+        """
+        last, self._last_training_loss = self._last_training_loss, None
+        if (last is None or self._said_non_finite
+                or bool(torch.isfinite(last))):
+            return
+        self._said_non_finite = True
+        message = (
+            f'{type(self).__name__} ({self.loss_name}) was {last.item()} in '
+            'the last training iteration: the logits hold NaN or inf, so '
+            'the run is diverging (or an input is broken). Lower the '
+            'learning rate, clip gradients (optim_wrapper.clip_grad), or '
+            'check the images and labels of that batch.')
+        warnings.warn(message)
+        print_log(message, logger='current', level=logging.WARNING)

@@ -12,8 +12,8 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from .pixel_loss import (PixelLoss, pixel_weights, reduce_pixel_loss,
-                         true_class_log_prob)
+from .pixel_loss import (PixelLoss, check_positive, pixel_weights,
+                         reduce_pixel_loss, true_class_log_prob)
 
 
 def softmax_focal_loss(cls_score: Tensor,
@@ -45,8 +45,7 @@ def softmax_focal_loss(cls_score: Tensor,
     Returns:
         Tensor: The loss, a float32 scalar or (N, H, W).
     """
-    if gamma < 0:
-        raise ValueError(f'gamma must be >= 0, got {gamma}')
+    check_positive('gamma', gamma, allow_zero=True)
     num_classes = cls_score.shape[1]
     if alpha is not None and len(alpha) != num_classes:
         raise ValueError(f'alpha has {len(alpha)} entries but the logits '
@@ -84,8 +83,7 @@ class SoftmaxFocalLoss(PixelLoss):
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_softmax_focal'):
         super().__init__(loss_weight, loss_name)
-        if gamma < 0:
-            raise ValueError(f'gamma must be >= 0, got {gamma}')
+        check_positive('gamma', gamma, allow_zero=True)
         if alpha is not None:
             alpha = torch.as_tensor(alpha, dtype=torch.float32)
             if alpha.dim() != 1 or not torch.all(alpha >= 0):

@@ -23,7 +23,7 @@ from torch import Tensor
 from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
                                          check_num_classes, log_class_prior)
 
-from .pixel_loss import PixelLoss, check_logits_and_labels
+from .pixel_loss import PixelLoss, check_logits_and_labels, check_positive
 from .weighted_cross_entropy_loss import weighted_cross_entropy
 
 
@@ -148,8 +148,7 @@ class BLVLoss(PixelLoss, ClassCountsUser):
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_blv'):
         super().__init__(loss_weight, loss_name)
-        if sigma <= 0:
-            raise ValueError(f'sigma must be positive, got {sigma}')
+        check_positive('sigma', sigma)
         self.sigma = sigma
         self.variation_scale: Optional[Tensor]
         self.register_buffer('variation_scale', None, persistent=False)

@@ -24,16 +24,16 @@ import logging
 import math
 import warnings
 from contextlib import nullcontext
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from .confidence_exchange import ConfidenceExchange
-from .pixel_loss import PixelLoss, check_labels
+from .pixel_loss import (REDUCTIONS, PixelLoss, check_option, check_positive,
+                         true_class_log_prob)
 
 #: Weighting curves: name -> kappa, where ``None`` means kappa = C.
 CURVES = {'ina': None, 'inap': 1.0}
@@ -48,12 +48,6 @@ NORMALIZE_MODES = ('weight', 'none')
 # Above this log-weight, exp() of a raw (un-normalised) weight no longer
 # fits in float32.
 _FLOAT32_MAX_LOG = math.log(torch.finfo(torch.float32).max)
-
-
-def _check_option(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f'{name} must be one of {tuple(allowed)}, '
-                         f'got {value!r}')
 
 
 def pat_log_weights(confidence: Tensor,
@@ -73,7 +67,7 @@ def pat_log_weights(confidence: Tensor,
     Returns:
         Tensor: ``log(beta)``, same shape as ``confidence``.
     """
-    _check_option('curve', curve, CURVES)
+    check_option('curve', curve, CURVES)
     kappa = CURVES[curve]
     kappa = float(num_classes) if kappa is None else kappa
     # in place on the fresh tensor from clamp(): this runs on every pixel
@@ -96,6 +90,106 @@ def pat_weights(confidence: Tensor,
                            max_log_weight).exp()
 
 
+def check_pat_options(curve: str = 'ina',
+                      confidence: str = 'previous',
+                      homogenize: str = 'none',
+                      normalize: str = 'weight',
+                      max_log_weight: Optional[float] = None,
+                      tau: float = 1.0) -> None:
+    """Raise a ValueError naming the first PAT option out of its range."""
+    check_option('curve', curve, CURVES)
+    check_option('confidence', confidence, CONFIDENCE_SOURCES)
+    check_option('homogenize', homogenize, HOMOGENIZE_POWERS)
+    check_option('normalize', normalize, NORMALIZE_MODES)
+    check_positive('tau', tau)
+    if max_log_weight is not None:
+        check_positive('max_log_weight', max_log_weight, allow_zero=True)
+
+
+def pat_loss_from_log_prob(log_p: Tensor,
+                           class_index: Tensor,
+                           num_classes: int,
+                           prev_confidence: Optional[Tensor] = None,
+                           weight: Optional[Tensor] = None,
+                           curve: str = 'ina',
+                           confidence: str = 'previous',
+                           detach_weight: bool = True,
+                           homogenize: str = 'none',
+                           normalize: str = 'weight',
+                           max_log_weight: Optional[float] = None,
+                           reduction: str = 'mean',
+                           avg_factor: Optional[float] = None) -> Tensor:
+    """PAT's weighting and reduction of true-class log-probabilities.
+
+    The part of :func:`pat_loss` after the log-softmax, shared with
+    :class:`PATLoss`; the options are not checked again here.
+
+    Args:
+        log_p (Tensor): Float32 log-probability of each pixel's true class
+            (N, H, W), finite at ignored pixels.
+        class_index (Tensor): The labels (N, H, W) with ``num_classes`` at
+            ignored pixels.
+        num_classes (int): Number of classes C.
+        Others: as in :func:`pat_loss`.
+
+    Returns:
+        Tensor: The loss, a float32 scalar, or (N, H, W) for
+        ``reduction='none'``.
+    """
+    if log_p.numel() == 0:  # an empty batch or crop: nothing to learn
+        return log_p.sum() if reduction != 'none' else log_p * 0
+    current = log_p.detach().exp()
+    # Pixels per class; the extra last bin collects the ignored pixels.
+    # (scatter_add, not bincount, which waits for the device to size its
+    # output)
+    counts = log_p.new_zeros(num_classes + 1).scatter_add_(
+        0, class_index.reshape(-1), torch.ones_like(log_p).reshape(-1))
+    counts = counts[:num_classes]
+    power = HOMOGENIZE_POWERS[homogenize]
+    log_counts = counts.clamp(min=1).log()
+    # Z of normalize='none': sum over the pixels of 1 / n_k ** p, i.e. the
+    # present classes ('class'), sum sqrt(n_k) ('sqrt'), |V| ('none')
+    num_groups = (counts * torch.exp(-power * log_counts)).sum()
+    # +inf for the "class" of ignored pixels turns their weight into 0
+    log_divisor = torch.cat([power * log_counts,
+                             log_counts.new_full((1, ), math.inf)])
+
+    with torch.no_grad() if detach_weight else nullcontext():
+        if confidence == 'current':
+            q = current if detach_weight else log_p.exp()
+        elif prev_confidence is not None:
+            prev = prev_confidence.to(current)
+            q = torch.where(prev >= 0, prev, current)  # NaN < 0 too
+        else:
+            q = current
+        log_w = pat_log_weights(q, num_classes, curve, max_log_weight)
+        log_w = log_w.sub_(log_divisor[class_index])
+        # exp(log_w - max) keeps every factor in [0, 1]; the max cancels in
+        # the weighted mean and is put back only for an absolute divisor.
+        shift = log_w.detach().amax().clamp(min=-_FLOAT32_MAX_LOG)
+        scaled_w = log_w.sub_(shift).exp_()
+        if weight is not None:
+            scaled_w = scaled_w * weight.to(scaled_w)
+
+    if normalize == 'weight' and avg_factor is None:
+        denom = scaled_w.detach().sum()
+        scale = 1.0
+    else:
+        denom = num_groups if avg_factor is None else torch.as_tensor(
+            avg_factor, dtype=torch.float32, device=log_p.device)
+        if shift.item() > _FLOAT32_MAX_LOG:
+            warnings.warn(
+                f'PAT weights reach exp({shift.item():.0f}), beyond '
+                'float32; the loss will overflow. Use '
+                "normalize='weight' or set max_log_weight.")
+        scale = shift.exp()
+    # With no valid pixel (or all weights zero) every term is 0: return an
+    # exact 0 that still depends on the logits, never 0/0.
+    factor = scale / denom.clamp(min=torch.finfo(torch.float32).tiny)
+    loss = -(scaled_w * log_p) * factor
+    return loss if reduction == 'none' else loss.sum()
+
+
 def pat_loss(cls_score: Tensor,
              label: Tensor,
              weight: Optional[Tensor] = None,
@@ -108,13 +202,14 @@ def pat_loss(cls_score: Tensor,
              max_log_weight: Optional[float] = None,
              tau: float = 1.0,
              ignore_index: int = 255,
-             reduction: str = 'mean') -> Tuple[Tensor, Tensor]:
-    """PAT loss of a batch of logits.
+             reduction: str = 'mean',
+             avg_factor: Optional[float] = None) -> Tensor:
+    """PAT loss of a batch of logits (``docs/method.md`` section 2).
 
     Args:
         cls_score (Tensor): Logits (N, C, H, W), at the label's resolution.
-        label (Tensor): Labels (N, H, W); ``ignore_index`` marks ignored
-            pixels.
+        label (Tensor): Integer labels (N, H, W); ``ignore_index`` marks
+            ignored pixels.
         weight (Tensor, optional): Per-pixel weights (N, H, W) that multiply
             the PAT weights (e.g. the OHEM sampler's map). Default: None.
         prev_confidence (Tensor, optional): Stored true-class confidence
@@ -141,89 +236,28 @@ def pat_loss(cls_score: Tensor,
             Default: ``'weight'``.
         max_log_weight (float, optional): Cap on ``kappa * (1 - q)``.
             Default: None.
-        tau (float): Softmax temperature. Default: 1.0.
+        tau (float): Softmax temperature, > 0. Default: 1.0.
         ignore_index (int): Label of ignored pixels. Default: 255.
-        reduction (str): ``'mean'`` for the scalar loss or ``'none'`` for the
-            per-pixel map (N, H, W) ``w_i * loss_i / Z``, which sums to the
-            scalar loss. Default: ``'mean'``.
+        reduction (str): ``'mean'`` or ``'sum'`` for the scalar loss (the
+            same: PAT is already normalised by Z), ``'none'`` for the
+            per-pixel map (N, H, W) ``w_i * loss_i / Z``, which sums to it.
+            Default: ``'mean'``.
+        avg_factor (float, optional): Replaces Z. Default: None.
 
     Returns:
-        tuple[Tensor, Tensor]: The loss (scalar or (N, H, W), float32) and
-        the detached current true-class confidence (N, H, W), -1 at ignored
-        pixels.
+        Tensor: The loss, a float32 scalar or (N, H, W).
     """
-    _check_option('confidence', confidence, CONFIDENCE_SOURCES)
-    _check_option('homogenize', homogenize, HOMOGENIZE_POWERS)
-    _check_option('normalize', normalize, NORMALIZE_MODES)
-    _check_option('reduction', reduction, ('mean', 'none'))
-    if tau <= 0:
-        raise ValueError(f'tau must be positive, got {tau}')
-    if cls_score.dim() != 4 or label.shape != (cls_score.shape[0],
-                                               *cls_score.shape[2:]):
-        raise ValueError(
-            f'expected logits (N, C, H, W) and labels (N, H, W) of the same '
-            f'N, H, W; got {tuple(cls_score.shape)} and {tuple(label.shape)}')
-    num_classes = cls_score.shape[1]
-
+    check_pat_options(curve, confidence, homogenize, normalize,
+                      max_log_weight, tau)
+    check_option('reduction', reduction, REDUCTIONS)
     # Autocast would run the exponentials in half precision: stay in fp32.
     with torch.autocast(device_type=cls_score.device.type, enabled=False):
-        logits = cls_score.float()
-        if tau != 1.0:
-            logits = logits / tau
-        class_index, gather_index = check_labels(label, num_classes,
-                                                 ignore_index)
-        log_p = F.log_softmax(logits, dim=1).gather(
-            1, gather_index.unsqueeze(1)).squeeze(1)
-        current = log_p.detach().exp()
-        # Per-class log divisor; the extra last entry (+inf) is the "class"
-        # of ignored pixels and turns their weight into exactly 0.
-        counts = torch.bincount(
-            class_index.view(-1), minlength=num_classes + 1)[:num_classes]
-        power = HOMOGENIZE_POWERS[homogenize]
-        log_counts = counts.clamp(min=1).float().log()
-        log_divisor = power * log_counts
-        # Z of normalize='none': sum over the pixels of 1 / n_k ** p, i.e.
-        # the present classes ('class'), sum sqrt(n_k) ('sqrt'), |V| ('none')
-        num_groups = (counts * torch.exp(-power * log_counts)).sum()
-        log_divisor = torch.cat([log_divisor, log_divisor.new_full((1, ),
-                                                                   math.inf)])
-
-        with torch.no_grad() if detach_weight else nullcontext():
-            if confidence == 'current':
-                q = current if detach_weight else log_p.exp()
-            elif prev_confidence is not None:
-                prev = prev_confidence.to(current)
-                q = torch.where(prev >= 0, prev, current)  # NaN < 0 too
-            else:
-                q = current
-            log_w = pat_log_weights(q, num_classes, curve, max_log_weight)
-            log_w = log_w.sub_(log_divisor[class_index])
-            # exp(log_w - max) keeps every factor in [0, 1]; the max cancels
-            # in the weighted mean and is put back only for normalize='none'.
-            shift = log_w.detach().amax().clamp(min=-_FLOAT32_MAX_LOG)
-            scaled_w = log_w.sub_(shift).exp_()
-            if weight is not None:
-                scaled_w = scaled_w * weight.to(scaled_w)
-
-        if normalize == 'weight':
-            denom = scaled_w.detach().sum()
-            scale = 1.0
-        else:
-            denom = num_groups.to(scaled_w)
-            if shift.item() > _FLOAT32_MAX_LOG:
-                warnings.warn(
-                    f'PAT weights reach exp({shift.item():.0f}), beyond '
-                    'float32; the loss will overflow. Use '
-                    "normalize='weight' or set max_log_weight.")
-            scale = shift.exp()
-        # With no valid pixel (or all weights zero) every term is 0: return
-        # an exact 0 that still depends on the logits, never 0/0.
-        factor = scale / denom.clamp(min=torch.finfo(torch.float32).tiny)
-        if reduction == 'none':
-            loss = -(scaled_w * log_p) * factor
-        else:
-            loss = -(scaled_w * log_p).sum() * factor
-    return loss, current.masked_fill(class_index == num_classes, -1.0)
+        log_p, class_index = true_class_log_prob(cls_score.float() / tau,
+                                                 label, ignore_index)
+        return pat_loss_from_log_prob(
+            log_p, class_index, cls_score.shape[1], prev_confidence, weight,
+            curve, confidence, detach_weight, homogenize, normalize,
+            max_log_weight, reduction, avg_factor)
 
 
 @MODELS.register_module()
@@ -269,12 +303,8 @@ class PATLoss(PixelLoss):
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_pat'):
         super().__init__(loss_weight, loss_name)
-        _check_option('curve', curve, CURVES)
-        _check_option('confidence', confidence, CONFIDENCE_SOURCES)
-        _check_option('homogenize', homogenize, HOMOGENIZE_POWERS)
-        _check_option('normalize', normalize, NORMALIZE_MODES)
-        if tau <= 0:
-            raise ValueError(f'tau must be positive, got {tau}')
+        check_pat_options(curve, confidence, homogenize, normalize,
+                          max_log_weight, tau)
         self.curve = curve
         self.confidence = confidence
         self.detach_weight = detach_weight
@@ -285,30 +315,8 @@ class PATLoss(PixelLoss):
         self.exchange: Optional[ConfidenceExchange] = None
         self._warned_no_memory = False
 
-    def forward(self,
-                cls_score: Tensor,
-                label: Tensor,
-                weight: Optional[Tensor] = None,
-                ignore_index: int = 255,
-                avg_factor=None,
-                reduction_override: Optional[str] = None,
-                **kwargs) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            cls_score (Tensor): Logits (N, C, H, W).
-            label (Tensor): Labels (N, H, W).
-            weight (Tensor, optional): Per-pixel weights (N, H, W).
-            ignore_index (int): Label of ignored pixels. Default: 255.
-            avg_factor: Unused; PAT normalises by its own weights.
-            reduction_override (str, optional): ``'none'`` returns the
-                per-pixel loss map (N, H, W), as ``OHEMPixelSampler`` needs;
-                ``'mean'`` or None the scalar loss.
-
-        Returns:
-            Tensor: The loss, multiplied by ``loss_weight``.
-        """
-        reduction = reduction_override or 'mean'
+    def pixel_loss(self, cls_score: Tensor, label: Tensor,
+                   **reduction) -> Tensor:
         exchange = self.exchange
         prev = None
         if self.confidence == 'previous':
@@ -316,23 +324,22 @@ class PATLoss(PixelLoss):
                 prev = exchange.previous_batch(label.shape)
             elif self.training:
                 self._warn_no_memory()
-        loss, current = pat_loss(
-            cls_score,
-            label,
-            weight=weight,
-            prev_confidence=prev,
-            curve=self.curve,
-            confidence=self.confidence,
-            detach_weight=self.detach_weight,
-            homogenize=self.homogenize,
-            normalize=self.normalize,
-            max_log_weight=self.max_log_weight,
-            tau=self.tau,
-            ignore_index=ignore_index,
-            reduction=reduction)
-        if exchange is not None and reduction == 'mean':
+        with torch.autocast(device_type=cls_score.device.type,
+                            enabled=False):
+            log_p, class_index = true_class_log_prob(
+                cls_score.float() / self.tau, label,
+                reduction['ignore_index'])
+            loss = pat_loss_from_log_prob(
+                log_p, class_index, cls_score.shape[1], prev,
+                reduction['weight'], self.curve, self.confidence,
+                self.detach_weight, self.homogenize, self.normalize,
+                self.max_log_weight, reduction['reduction'],
+                reduction['avg_factor'])
+        if exchange is not None and reduction['reduction'] != 'none':
+            current = log_p.detach().exp().masked_fill_(
+                class_index == cls_score.shape[1], -1.0)
             exchange.record(self, current, label, prev, cls_score.shape[1])
-        return self.loss_weight * loss
+        return loss
 
     def _warn_no_memory(self) -> None:
         if self._warned_no_memory:

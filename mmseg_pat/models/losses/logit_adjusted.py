@@ -18,7 +18,7 @@ from torch import Tensor
 from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
                                          check_num_classes, log_class_prior)
 
-from .pixel_loss import PixelLoss, check_logits_and_labels
+from .pixel_loss import PixelLoss, check_logits_and_labels, check_positive
 from .weighted_cross_entropy_loss import weighted_cross_entropy
 
 
@@ -86,6 +86,7 @@ class LogitAdjustedLoss(PixelLoss, ClassCountsUser):
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_logit_adjusted'):
         super().__init__(loss_weight, loss_name)
+        check_positive('tau', tau, allow_zero=True)
         self.tau = tau
         self.log_prior: Optional[Tensor]
         self.register_buffer('log_prior', None, persistent=False)
