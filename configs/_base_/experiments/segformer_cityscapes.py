@@ -1,29 +1,11 @@
 # SegFormer (MiT-B0) on Cityscapes: everything but the loss.
 # configs/{pat,ce,blv}/segformer_cityscapes.py differ only in the loss.
-_base_ = [
-    'mmseg::_base_/models/segformer_mit-b0.py',
-    '../datasets/cityscapes.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_160k.py',
-]
-custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
+# MMSeg's SegFormer Cityscapes recipe trains 160k iterations.
+_base_ = ['./segformer.py', '../datasets/cityscapes.py']
 crop_size = (512, 1024)
 data_preprocessor = dict(size=crop_size)
-
-# MMSeg's SegFormer recipe: AdamW, 10x learning rate on the head, warm-up.
-checkpoint = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b0_20220624-7e0fe6dd.pth'  # noqa
-optim_wrapper = dict(_delete_=True,
-                     type='OptimWrapper',
-                     optimizer=dict(type='AdamW',
-                                    lr=0.00006,
-                                    betas=(0.9, 0.999),
-                                    weight_decay=0.01),
-                     paramwise_cfg=dict(
-                         custom_keys={
-                             'pos_block': dict(decay_mult=0.),
-                             'norm': dict(decay_mult=0.),
-                             'head': dict(lr_mult=10.)
-                         }))
+model = dict(
+    data_preprocessor=data_preprocessor, decode_head=dict(num_classes=19))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
          end=1500),
@@ -34,7 +16,5 @@ param_scheduler = [
          end=160000,
          by_epoch=False)
 ]
-model = dict(
-    data_preprocessor=data_preprocessor,
-    backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    decode_head=dict(num_classes=19))
+train_cfg = dict(max_iters=160000, val_interval=16000)
+default_hooks = dict(checkpoint=dict(interval=16000))

@@ -1,40 +1,7 @@
 # SegFormer (MiT-B0) on Oxford-IIIT Pet: everything but the loss.
 # configs/{pat,ce,blv}/segformer_oxfordpet.py differ only in the loss.
-_base_ = [
-    'mmseg::_base_/models/segformer_mit-b0.py',
-    '../datasets/oxford_pet.py',
-    'mmseg::_base_/default_runtime.py',
-    'mmseg::_base_/schedules/schedule_40k.py',
-]
-custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
+_base_ = ['./segformer.py', '../datasets/oxford_pet.py']
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
-
-# MMSeg's SegFormer recipe: AdamW, 10x learning rate on the head, warm-up.
-checkpoint = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b0_20220624-7e0fe6dd.pth'  # noqa
-optim_wrapper = dict(_delete_=True,
-                     type='OptimWrapper',
-                     optimizer=dict(type='AdamW',
-                                    lr=0.00006,
-                                    betas=(0.9, 0.999),
-                                    weight_decay=0.01),
-                     paramwise_cfg=dict(
-                         custom_keys={
-                             'pos_block': dict(decay_mult=0.),
-                             'norm': dict(decay_mult=0.),
-                             'head': dict(lr_mult=10.)
-                         }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-         end=1500),
-    dict(type='PolyLR',
-         eta_min=0.0,
-         power=1.0,
-         begin=1500,
-         end=40000,
-         by_epoch=False)
-]
 model = dict(
-    data_preprocessor=data_preprocessor,
-    backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    decode_head=dict(num_classes=3))
+    data_preprocessor=data_preprocessor, decode_head=dict(num_classes=3))
