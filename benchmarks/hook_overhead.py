@@ -217,7 +217,10 @@ def make_config(work_dir: str, data_root: str, iters: int,
         dict(type='RandomFlip', prob=0.5),
         dict(type='PackSegInputsWithOrigins'),
     ]
-    cfg.custom_hooks = [dict(type='PrevPredictionHook', grid=grid)]
+    cfg.custom_hooks = [
+        dict(type='ClassCountsHook'),
+        dict(type='PrevPredictionHook', grid=grid)
+    ]
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.update(data_root=data_root, generation=generation)
     cfg.train_dataloader.batch_size = batch
