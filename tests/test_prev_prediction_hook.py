@@ -563,3 +563,29 @@ def test_a_second_process_cannot_damage_a_live_memory(tmp_path,
     restored = float(log.split('memory restored at iteration 8 (')[1].split(
         '%')[0])
     assert restored > 50
+
+
+def test_hook_draws_the_memory_and_logs_per_class_curves(tmp_path,
+                                                         shapes_root):
+    # 12 images, batch 2: iterations 1-6 see each once, 7-12 again
+    cfg = tiny_config('segformer', str(tmp_path), shapes_root, max_iters=10,
+                      memory_grid=(8, 8))
+    cfg.custom_hooks[0].update(vis_interval=5, log_interval=5)
+    runner = _train(cfg)
+    vis_dir = osp.join(runner.log_dir, 'vis_data')
+    drawn = sorted(glob.glob(osp.join(vis_dir, 'vis_image',
+                                      'prev_prediction_memory_*.png')),
+                   key=lambda p: int(p.rsplit('_', 1)[1][:-4]))
+    assert [osp.basename(p) for p in drawn] == [
+        'prev_prediction_memory_5.png', 'prev_prediction_memory_10.png']
+    first, second = (np.array(Image.open(p)) for p in drawn)
+    height, width = cfg.train_dataloader.dataset.pipeline[4]['crop_size']
+    assert first.shape == second.shape == (height, 4 * width, 3)
+    # the stored-confidence panel: grey (never seen) at an image's first
+    # visit, coloured at its second
+    assert (first[:, 2 * width:3 * width] == 128).all()
+    assert (second[:, 2 * width:3 * width] != 128).any()
+    with open(osp.join(vis_dir, 'scalars.json')) as f:
+        logged = set().union(*(json.loads(line) for line in f))
+    classes = runner.train_dataloader.dataset.metainfo['classes']
+    assert any(f'memory_confidence/{c}' in logged for c in classes)

@@ -19,11 +19,13 @@ model = dict(
         num_classes=6,
         norm_cfg=norm_cfg,
         loss_decode=dict(type='PATLoss', _delete_=True)))
-# PAT's confidences of previous visits; the dataset base's train pipeline
-# carries the pixel origins the hook needs.
+# PAT's confidences of previous visits (the dataset base's train pipeline
+# carries the pixel origins the hook needs); every 200 iterations a picture
+# of image, label, stored confidences and PAT's weights lands in
+# <work_dir>/<time>/vis_data/vis_image/prev_prediction_memory_<iter>.png.
 custom_hooks = [
     dict(type='ClassCountsHook'),
-    dict(type='PrevPredictionHook', grid=(64, 64)),
+    dict(type='PrevPredictionHook', grid=(64, 64), vis_interval=200),
 ]
 
 optim_wrapper = dict(

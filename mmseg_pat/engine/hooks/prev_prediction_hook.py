@@ -43,6 +43,7 @@ from mmseg_pat.engine.prediction_memory import (MemoryMismatchError,
                                                 PredictionMemory)
 from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
 from mmseg_pat.utils.checkpoint_compat import trust_during_load
+from mmseg_pat.visualization import memory_panel
 
 CHECKPOINT_KEY = 'prev_prediction_memory'
 
@@ -132,6 +133,11 @@ class PrevPredictionHook(Hook):
             checkpoint holds no memory snapshot or a corrupt one. ``False``
             warns and starts with an empty memory. A snapshot that does not
             match the dataset is always refused. Default: True.
+        vis_interval (int): Every this many iterations, draw the batch's
+            first image, its label, the stored confidences the loss used
+            and PAT's weight map (:func:`memory_panel`) through the
+            runner's visualizer (``prev_prediction_memory`` in its
+            backends). 0 draws nothing. Default: 0.
     """
 
     priority = 'NORMAL'  # after RuntimeInfoHook, before CheckpointHook
@@ -140,7 +146,8 @@ class PrevPredictionHook(Hook):
                  grid: Sequence[int] = (128, 128),
                  memory_dir: Optional[str] = None,
                  log_interval: int = 50,
-                 strict_resume: bool = True):
+                 strict_resume: bool = True,
+                 vis_interval: int = 0):
         if (not isinstance(grid, (list, tuple)) or len(grid) != 2
                 or not all(isinstance(g, int) and g >= 1 for g in grid)):
             raise ValueError(
@@ -148,6 +155,10 @@ class PrevPredictionHook(Hook):
         if not isinstance(log_interval, int) or log_interval < 1:
             raise ValueError(
                 f'log_interval must be an integer >= 1, got {log_interval!r}')
+        if not isinstance(vis_interval, int) or vis_interval < 0:
+            raise ValueError(
+                f'vis_interval must be an integer >= 0, got {vis_interval!r}')
+        self.vis_interval = vis_interval
         self.grid = tuple(grid)
         self.memory_dir = memory_dir
         self.log_interval = log_interval
@@ -331,6 +342,9 @@ class PrevPredictionHook(Hook):
         known, valid = exchange.known_and_valid.tolist()
         runner.message_hub.update_scalar('train/memory_hit',
                                          known / max(valid, 1))
+        if self.vis_interval and self.every_n_train_iters(
+                runner, self.vis_interval):
+            self._draw(runner, data_batch, exchange)
         with self.memory.working():
             rows = self.memory.cell_means(batch.sample_idx, batch.cells,
                                           exchange.current)
@@ -368,6 +382,19 @@ class PrevPredictionHook(Hook):
         return (blocks[:, -8:].contiguous().view(torch.int64).view(-1),
                 blocks[:, :-8].contiguous())
 
+    def _draw(self, runner, data_batch: Dict,
+              exchange: ConfidenceExchange) -> None:
+        sample = data_batch['data_samples'][0]
+        label = sample.gt_sem_seg.data[0]
+        h, w = exchange.previous[0].shape
+        panel = memory_panel(
+            data_batch['inputs'][0], label[:h, :w], exchange.previous[0],
+            exchange.current[0, :h, :w], self.memory.meta['num_classes'],
+            self._writer.curve,
+            (runner.train_dataloader.dataset.metainfo or {}).get('palette'))
+        runner.visualizer.add_image('prev_prediction_memory', panel,
+                                    step=runner.iter + 1)
+
     def _log_memory(self, runner) -> None:
         filled = self.memory.filled_fraction()
         runner.message_hub.update_scalar('train/memory_filled', filled)
@@ -380,6 +407,11 @@ class PrevPredictionHook(Hook):
             f'PrevPredictionHook: {filled:.1%} of the memory filled; mean '
             f'confidence written per class over the last '
             f'{self.log_interval} iterations: {per_class}')
+        # one curve per class in the visualizer's backends (TensorBoard...)
+        runner.visualizer.add_scalars(
+            {f'memory_confidence/{c}': m
+             for c, m in zip(classes, means) if m == m},
+            step=runner.iter + 1)
         self._class_sums.zero_()
         self._class_pixels.zero_()
 

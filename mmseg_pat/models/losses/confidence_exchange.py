@@ -58,10 +58,13 @@ class ConfidenceExchange:
                 m.shape[-2] > height or m.shape[-1] > width
                 for m in self.previous):
             return None
-        device = self.previous[0].device if self.previous else None
-        padded = torch.full((n, height, width), -1.0, device=device)
-        for i, m in enumerate(self.previous):
-            padded[i, :m.shape[-2], :m.shape[-1]] = m
+        if all(tuple(m.shape[-2:]) == (height, width) for m in self.previous):
+            padded = torch.stack(self.previous)  # crops of the batch's size
+        else:
+            padded = torch.full((n, height, width), -1.0,
+                                device=self.previous[0].device)
+            for i, m in enumerate(self.previous):
+                padded[i, :m.shape[-2], :m.shape[-1]] = m
         self._padded = padded
         return padded
 
