@@ -31,6 +31,8 @@ SCALE = 254
 FORMAT_VERSION = 2
 DATA_FILE = 'memory.u8'
 META_FILE = 'memory.json'
+# Pixel origins are uint16 (LoadPixelOrigins): this many possible values.
+_ORIGIN_VALUES = 1 << 16
 
 
 class MemoryMismatchError(ValueError):
@@ -119,8 +121,14 @@ class PredictionMemory:
     def cells(self, origin: Tensor, origin_shape: Sequence[int]) -> Tensor:
         """Grid cell (flat index) of each pixel from its original position.
 
+        Cell ``(row * rows // H, col * cols // W)``, found through a table of
+        all 65536 possible (uint16) origins: two gathers instead of integer
+        divisions over every pixel. Pixels a transform filled (padding) get
+        some cell; they are ignored pixels, never written.
+
         Args:
-            origin (Tensor): (2, h, w) original row and column per pixel.
+            origin (Tensor): (2, h, w) original row and column per pixel,
+                integers in [0, 65535].
             origin_shape (tuple): (H, W) of the label when it was loaded.
 
         Returns:
@@ -128,11 +136,16 @@ class PredictionMemory:
         """
         rows, cols = self.grid
         height, width = origin_shape
-        origin = origin.long()
-        cell_row = (origin[0] * rows).div_(height, rounding_mode='floor')
-        cell_col = (origin[1] * cols).div_(width, rounding_mode='floor')
-        return cell_row.clamp_(max=rows - 1).mul_(cols).add_(
-            cell_col.clamp_(max=cols - 1))
+        every = torch.arange(_ORIGIN_VALUES, device=origin.device)
+        row_cell = (every * rows).div_(height, rounding_mode='floor').clamp_(
+            max=rows - 1).mul_(cols)
+        col_cell = (every * cols).div_(width, rounding_mode='floor').clamp_(
+            max=cols - 1)
+        index = origin.reshape(2, -1)
+        if index.dtype not in (torch.int32, torch.int64):
+            index = index.long()
+        return row_cell.index_select(0, index[0]).add_(
+            col_cell.index_select(0, index[1])).view(origin.shape[1:])
 
     def read(self, sample_idx: Tensor,
              cells: Sequence[Tensor]) -> List[Tensor]:
