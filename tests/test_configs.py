@@ -1,5 +1,6 @@
 """Every ready config builds offline, trains two iterations and validates on
-the real samples in ../shared/data, with the intended loss on each head."""
+the generated data roots, with the intended loss on each head; the PAT
+SegFormer configs also train on the real samples."""
 import glob
 import os.path as osp
 
@@ -7,30 +8,37 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmseg_pat.datasets import resolve_class_counts
-from mmseg_pat.utils.launch import check_num_classes_match, prepare_config
+from mmseg_pat.utils.launch import prepare_config
 
-from conftest import PROJECT, SHARED_DATA
+from conftest import PROJECT, SAMPLES
 
 CONFIGS = sorted(
     osp.relpath(p, PROJECT)
     for p in glob.glob(osp.join(PROJECT, 'configs', '*', '*.py'))
     if osp.basename(osp.dirname(p)) in ('pat', 'ce', 'blv'))
 EXPECTED_LOSS = dict(pat='PATLoss', ce='CrossEntropyLoss', blv='BLVLoss')
-DATA = {
-    'cityscapes': dict(data_root=osp.join(SHARED_DATA, 'cityscapes')),
-    'oxfordpet': dict(data_root=osp.join(SHARED_DATA, 'oxford_pet')),
+# Fixture of each config's generated data root, by the config's suffix.
+GENERATED = dict(
+    cityscapes='cityscapes_root', oxfordpet='oxford_pet_root', nyu='nyu_root')
+REAL = {
+    'cityscapes': dict(data_root=osp.join(SAMPLES, 'cityscapes')),
+    'oxfordpet': dict(data_root=osp.join(SAMPLES, 'oxford_pet')),
     # the NYU sample holds only test frames: train on them too
     'nyu': dict(
-        data_root=osp.join(SHARED_DATA, 'nyu'),
+        data_root=osp.join(SAMPLES, 'nyu'),
         data_prefix=dict(img_path='image/test', seg_map_path='label/test')),
 }
 CROP = (64, 64)
 
 
+def _dataset_name(path):
+    return osp.splitext(osp.basename(path))[0].split('_')[-1]
+
+
 def test_all_nine_pairs_for_each_loss():
     names = {osp.basename(c) for c in CONFIGS}
     assert len(names) == 9 and len(CONFIGS) == 27
+    assert {_dataset_name(c) for c in CONFIGS} == set(GENERATED)
 
 
 def _shrink_pipeline(pipeline):
@@ -41,15 +49,17 @@ def _shrink_pipeline(pipeline):
             step['crop_size'] = CROP
 
 
-def offline_small_config(path, work_dir):
+def offline_small_config(path, work_dir, data, counts_dir=None):
+    """The config at ``path``, offline, on small crops, for 2 iterations,
+    with ``data`` (``data_root`` and the like) in every loader, and the
+    class counts cached in ``counts_dir`` (default: the work dir)."""
     cfg = Config.fromfile(osp.join(PROJECT, path))
-    dataset_name = osp.splitext(osp.basename(path))[0].split('_')[-1]
     cfg.model.pretrained = None
     cfg.model.backbone.init_cfg = None  # no download
     cfg.model.data_preprocessor.size = CROP
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].update(num_workers=0, persistent_workers=False)
-        cfg[loader].dataset.update(DATA[dataset_name])
+        cfg[loader].dataset.update(data)
         _shrink_pipeline(cfg[loader].dataset.pipeline)
     cfg.train_dataloader.batch_size = 2
     cfg.val_dataloader.dataset.indices = 1
@@ -57,16 +67,22 @@ def offline_small_config(path, work_dir):
                          val_interval=2)
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1000
+    for hook in cfg.get('custom_hooks') or []:
+        if hook['type'] == 'ClassCountsHook':
+            hook.update(cache_dir=counts_dir, nproc=1)
     cfg.work_dir = work_dir
     return cfg
 
 
-@pytest.mark.parametrize('path', CONFIGS)
-def test_config_trains_and_validates(path, tmp_path, tmp_path_factory):
-    cfg = offline_small_config(path, str(tmp_path))
-    check_num_classes_match(cfg)
-    # the class counts of each sample are computed once for all configs
-    resolve_class_counts(cfg, str(tmp_path_factory.getbasetemp()))
+def _generated_config(path, work_dir, request):
+    root = request.getfixturevalue(GENERATED[_dataset_name(path)])
+    # the class counts of each data root are counted once for all configs
+    counts_dir = str(request.getfixturevalue('tmp_path_factory').getbasetemp())
+    return offline_small_config(path, work_dir, dict(data_root=root),
+                                counts_dir)
+
+
+def _train_and_check(path, cfg):
     runner = Runner.from_cfg(cfg)
     loss_type = EXPECTED_LOSS[osp.basename(osp.dirname(path))]
     heads = [runner.model.decode_head]
@@ -84,20 +100,40 @@ def test_config_trains_and_validates(path, tmp_path, tmp_path_factory):
         assert key in hub.log_scalars, key
 
 
-def test_class_count_mismatch_is_refused(tmp_path):
-    cfg = offline_small_config('configs/pat/upernet_cityscapes.py',
-                               str(tmp_path))
-    cfg.model.auxiliary_head.num_classes = 18
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_trains_and_validates(path, tmp_path, request):
+    _train_and_check(path, _generated_config(path, str(tmp_path), request))
+
+
+@pytest.mark.parametrize('path', [
+    pytest.param(
+        f'configs/pat/segformer_{name}.py',
+        marks=pytest.mark.real_samples(sample))
+    for name, sample in (('cityscapes', 'cityscapes'),
+                         ('oxfordpet', 'oxford_pet'), ('nyu', 'nyu'))
+])
+def test_config_trains_on_the_real_sample(path, tmp_path):
+    _train_and_check(
+        path,
+        offline_small_config(path, str(tmp_path), REAL[_dataset_name(path)]))
+
+
+def test_class_count_mismatch_is_refused(tmp_path, request):
+    cfg = _generated_config('configs/pat/segformer_cityscapes.py',
+                            str(tmp_path), request)
+    cfg.model.decode_head.num_classes = 18
+    runner = Runner.from_cfg(cfg)
     with pytest.raises(ValueError,
-                       match=r'model.auxiliary_head.num_classes is 18 but '
-                       r'the training set \(CityscapesDataset\) has 19'):
-        prepare_config(cfg, 'x.py', 'none', None)
+                       match=r'model.decode_head.num_classes is 18 but the '
+                       r'training set has 19 classes'):
+        runner.train()
 
 
-def test_missing_data_root_is_refused(tmp_path):
-    cfg = offline_small_config('configs/ce/segformer_nyu.py', str(tmp_path))
+def test_missing_data_root_is_refused(tmp_path, request):
+    cfg = _generated_config('configs/ce/segformer_nyu.py', str(tmp_path),
+                            request)
     cfg.val_dataloader.dataset.data_root = str(tmp_path / 'nowhere')
     with pytest.raises(FileNotFoundError,
-                       match=r"val_dataloader.dataset.data_root '.*nowhere' "
-                       r'does not exist'):
+                       match=r"val_dataloader: data_root '.*nowhere' does "
+                       r'not exist'):
         prepare_config(cfg, 'x.py', 'none', None)

@@ -1,13 +1,13 @@
 """The dataset converters in tools/dataset_converters.
 
-Inputs are made here (fake Oxford-IIIT Pet archives, a small NYUv2
-``.mat`` file with random raw labels) or are the real samples in
-shared/data. A failed conversion must leave no output folder behind.
+Inputs are generated in the official layouts (``fake_datasets.py``); where
+``[real]`` is in a test's id, or the test is marked ``real_samples``, it
+also runs on the real samples. A failed conversion must leave no output
+folder behind.
 """
-import importlib.util
 import os
 import os.path as osp
-import tarfile
+import shutil
 
 import h5py
 import numpy as np
@@ -18,23 +18,15 @@ from scipy.io import loadmat, savemat
 
 from mmseg_pat.datasets.nyu_seg import NYU13_CLASSES, NYU40_CLASSES
 
-from conftest import PROJECT, SHARED_DATA
+from conftest import SAMPLES
+from fake_datasets import (CITYSCAPES_LABELS, NYU_NAMED_RAW_CLASSES, PET_TEST,
+                           PET_TRAINVAL, load_converter, make_cityscapes,
+                           make_nyu_downloads, make_oxford_pet_downloads,
+                           write_labeled_mat)
 
-
-def _load_converter(name):
-    path = osp.join(PROJECT, 'tools', 'dataset_converters', name + '.py')
-    spec = importlib.util.spec_from_file_location(f'{name}_converter', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-oxford_pet = _load_converter('oxford_pet')
-nyu = _load_converter('nyu')
-cityscapes = _load_converter('cityscapes')
-
-NYU_META = osp.join(SHARED_DATA, 'nyu', 'meta')
-CITYSCAPES_GT = osp.join(SHARED_DATA, 'cityscapes', 'gtFine')
+oxford_pet = load_converter('oxford_pet')
+nyu = load_converter('nyu')
+cityscapes = load_converter('cityscapes')
 
 
 def _png(path):
@@ -51,47 +43,17 @@ def _files(root):
 
 # ---------------------------------------------------------------- Oxford Pet
 
-PET_TRAINVAL = ('Abyssinian_1', 'beagle_7')
-PET_TEST = ('Bengal_3', )
-PET_LIST_HEADER = '#Image CLASS-ID SPECIES BREED-ID\n#ID: 1:37 Class ids\n'
-
 
 @pytest.fixture
 def pet_downloads(tmp_path):
-    """Fake official downloads: extracted folders and .tar.gz archives."""
-    rng = np.random.default_rng(0)
+    """Generated official downloads: extracted folders, .tar.gz archives."""
     src = tmp_path / 'downloads'
-    (src / 'images').mkdir(parents=True)
-    (src / 'annotations' / 'trimaps').mkdir(parents=True)
-    (src / 'annotations' / 'xmls').mkdir()
-    lines = {}
-    for split, names in (('trainval', PET_TRAINVAL), ('test', PET_TEST)):
-        lines[split] = ''.join(f'{name} 1 1 1\n' for name in names)
-        for k, name in enumerate(names):
-            h, w = 12 + k, 20
-            Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8)).save(
-                src / 'images' / f'{name}.jpg')
-            Image.fromarray(rng.integers(1, 4, (h, w), np.uint8)).save(
-                src / 'annotations' / 'trimaps' / f'{name}.png')
-    (src / 'annotations' / 'trainval.txt').write_text(lines['trainval'])
-    (src / 'annotations' / 'test.txt').write_text(lines['test'])
-    (src / 'annotations' / 'list.txt').write_text(
-        PET_LIST_HEADER + lines['trainval'] + lines['test'])
-    # What the real archives also hold and the converter leaves out.
-    (src / 'images' / 'unlisted_1.jpg').write_bytes(
-        (src / 'images' / 'beagle_7.jpg').read_bytes())
-    (src / 'images' / 'Abyssinian_1.mat').write_bytes(b'MATLAB')
-    (src / 'annotations' / 'trimaps' / '._Abyssinian_1.png').write_bytes(
-        b'\x00\x05\x16\x07')
-    (src / 'annotations' / 'xmls' / 'Abyssinian_1.xml').write_text('<a/>')
-    (src / 'annotations' / 'README').write_text('readme')
-    for top in ('images', 'annotations'):
-        with tarfile.open(src / f'{top}.tar.gz', 'w:gz') as tar:
-            tar.add(src / top, arcname=top)
-    return src
+    sizes = make_oxford_pet_downloads(str(src))
+    return src, sizes
 
 
-def _pet_inputs(src, kind):
+def _pet_inputs(downloads, kind):
+    src, _ = downloads
     if kind == 'archive':
         return str(src / 'images.tar.gz'), str(src / 'annotations.tar.gz')
     return str(src / 'images'), str(src / 'annotations')
@@ -104,13 +66,7 @@ def test_oxford_pet_converter_keeps_listed_pairs(pet_downloads, kind,
     names = oxford_pet.convert_oxford_pet(*_pet_inputs(pet_downloads, kind),
                                           str(out))
     assert names == list(PET_TRAINVAL + PET_TEST)
-    expected = {f'images/{name}.jpg' for name in names}
-    expected |= {f'annotations/trimaps/{name}.png' for name in names}
-    expected |= {'annotations/list.txt', 'annotations/trainval.txt',
-                 'annotations/test.txt'}
-    assert _files(out) == expected
-    for path in expected:
-        assert (out / path).read_bytes() == (pet_downloads / path).read_bytes()
+    _check_pet_output(out, pet_downloads[0], names)
     assert os.listdir(tmp_path / 'data') == ['oxford_pet']
     dataset = DATASETS.build(
         dict(
@@ -123,31 +79,63 @@ def test_oxford_pet_converter_keeps_listed_pairs(pet_downloads, kind,
     assert np.array_equal(dataset[0]['gt_seg_map'], trimap - 1)
 
 
-def _break_missing_trimap(src):
+def _check_pet_output(out, src, names):
+    """Exactly the listed pairs and the three lists, copied unchanged."""
+    expected = {f'images/{name}.jpg' for name in names}
+    expected |= {f'annotations/trimaps/{name}.png' for name in names}
+    expected |= {'annotations/list.txt', 'annotations/trainval.txt',
+                 'annotations/test.txt'}
+    assert _files(out) == expected
+    for path in expected:
+        with open(osp.join(src, path), 'rb') as f:
+            assert (out / path).read_bytes() == f.read(), path
+
+
+@pytest.mark.real_samples('oxford_pet')
+def test_oxford_pet_converter_on_the_real_sample(tmp_path):
+    """The sample's folders (real lists and files) go through unchanged."""
+    src = osp.join(SAMPLES, 'oxford_pet')
+    out = tmp_path / 'oxford_pet'
+    names = oxford_pet.convert_oxford_pet(
+        osp.join(src, 'images'), osp.join(src, 'annotations'), str(out))
+    listed = [
+        name for split in ('trainval', 'test')
+        for name in oxford_pet.split_names(
+            (out / 'annotations' / f'{split}.txt').read_text().splitlines())
+    ]
+    assert names == listed and len(names) > 100
+    _check_pet_output(out, src, names)
+
+
+def _break_missing_trimap(downloads):
+    src, _ = downloads
     os.remove(src / 'annotations' / 'trimaps' / 'beagle_7.png')
-    return _pet_inputs(src, 'folder'), r'beagle_7'
+    return _pet_inputs(downloads, 'folder'), r'beagle_7'
 
 
-def _break_size_mismatch(src):
+def _break_size_mismatch(downloads):
+    src, sizes = downloads
     trimap = src / 'annotations' / 'trimaps' / 'Bengal_3.png'
     Image.new('L', (5, 5), 1).save(trimap)
-    return _pet_inputs(src, 'folder'), r'Bengal_3 \(image \(20, 12\)'
+    height, width = sizes['Bengal_3']
+    return (_pet_inputs(downloads, 'folder'),
+            rf'Bengal_3 \(image \({width}, {height}\), trimap \(5, 5\)')
 
 
-def _break_garbage_archive(src):
-    (src / 'images.tar.gz').write_bytes(b'not an archive' * 100)
-    return _pet_inputs(src, 'archive'), 'not a readable tar archive'
+def _break_garbage_archive(downloads):
+    (downloads[0] / 'images.tar.gz').write_bytes(b'not an archive' * 100)
+    return _pet_inputs(downloads, 'archive'), 'not a readable tar archive'
 
 
-def _break_truncated_archive(src):
-    archive = src / 'annotations.tar.gz'
+def _break_truncated_archive(downloads):
+    archive = downloads[0] / 'annotations.tar.gz'
     archive.write_bytes(archive.read_bytes()[:300])
-    return _pet_inputs(src, 'archive'), 'not a readable tar archive'
+    return _pet_inputs(downloads, 'archive'), 'not a readable tar archive'
 
 
-def _break_missing_list(src):
-    os.remove(src / 'annotations' / 'test.txt')
-    return _pet_inputs(src, 'folder'), r'has no annotations/test\.txt'
+def _break_missing_list(downloads):
+    os.remove(downloads[0] / 'annotations' / 'test.txt')
+    return _pet_inputs(downloads, 'folder'), r'has no annotations/test\.txt'
 
 
 @pytest.mark.parametrize('break_input', [
@@ -182,69 +170,55 @@ def test_oxford_pet_converter_missing_input_and_existing_output(
 
 # ---------------------------------------------------------------------- NYU
 
+NYU_SPLITS = dict(train=(1, 3, 4), test=(2, 5))  # 1-based, as in splits.mat
 NYU_SHAPE = (12, 16)  # H, W
-NYU_TRAIN, NYU_TEST = (1, 3, 4), (2, 5)  # 1-based, as in splits.mat
-# Raw NYU classes whose 40- and 13-class names are known independently of
-# the mapping files (raw name -> 40-class name -> 13-class name).
-NAMED_RAW_CLASSES = (('wall', 'wall', 'wall'), ('floor', 'floor', 'floor'),
-                     ('bed', 'bed', 'bed'), ('chair', 'chair', 'chair'),
-                     ('ceiling', 'ceiling', 'ceiling'),
-                     ('window', 'window', 'window'),
-                     ('sofa', 'sofa', 'sofa'), ('table', 'table', 'table'),
-                     ('picture', 'picture', 'picture'),
-                     ('books', 'books', 'books'),
-                     ('television', 'television', 'tv'),
-                     ('book', 'otherprop', 'objects'))
 
 
-def _raw_class_names():
-    mat = loadmat(osp.join(NYU_META, 'classMapping40.mat'))
+def _raw_class_names(meta):
+    mat = loadmat(osp.join(meta, 'classMapping40.mat'))
     return [str(name[0]) for name in mat['allClassName'][0]]
 
 
-def _write_labeled_mat(path, frames, raw):
-    """Store (N, H, W, 3) frames and (N, H, W) labels as MATLAB v7.3 does:
-    h5py sees MATLAB's (H, W, 3, N) arrays with the axes reversed."""
-    with h5py.File(path, 'w') as f:
-        f['images'] = frames.transpose(0, 3, 2, 1)
-        f['labels'] = raw.transpose(0, 2, 1).astype(np.uint16)
+def _place_named_classes(src):
+    """Write every raw class of NYU_NAMED_RAW_CLASSES, as the meta files
+    number it, into the first row of frame 2."""
+    raw_names = _raw_class_names(src['meta'])
+    for k, (name, _, _) in enumerate(NYU_NAMED_RAW_CLASSES):
+        src['raw'][1, 0, k] = raw_names.index(name) + 1
+    write_labeled_mat(src['mat'], src['frames'], src['raw'])
 
 
 @pytest.fixture
 def nyu_downloads(tmp_path):
-    """A 5-frame labeled .mat, a splits.mat, and the real mapping files."""
-    rng = np.random.default_rng(0)
-    n = len(NYU_TRAIN) + len(NYU_TEST)
-    frames = rng.integers(0, 256, (n, *NYU_SHAPE, 3), np.uint8)
-    raw = rng.integers(0, 895, (n, *NYU_SHAPE))
-    raw[0, 0, :3] = [0, 1, 894]  # unlabeled and the first and last class
-    raw_names = _raw_class_names()
-    for k, (name, _, _) in enumerate(NAMED_RAW_CLASSES):
-        raw[1, 1, k] = raw_names.index(name) + 1
-    src = tmp_path / 'downloads'
-    meta = src / 'meta'
-    meta.mkdir(parents=True)
-    _write_labeled_mat(src / 'nyu_depth_v2_labeled.mat', frames, raw)
-    savemat(
-        meta / 'splits.mat',
-        dict(
-            trainNdxs=np.array(NYU_TRAIN, np.uint16)[:, None],
-            testNdxs=np.array(NYU_TEST, np.uint16)[:, None]))
-    for name in ('classMapping40.mat', 'class13Mapping.mat'):
-        os.symlink(osp.join(NYU_META, name), meta / name)
-    return dict(
-        mat=str(src / 'nyu_depth_v2_labeled.mat'),
-        meta=str(meta),
-        frames=frames,
-        raw=raw)
+    """A generated 5-frame labeled .mat, splits.mat and mapping files."""
+    return make_nyu_downloads(
+        str(tmp_path / 'downloads'), splits=NYU_SPLITS, shape=NYU_SHAPE)
 
 
-def _expected_nyu_labels(raw):
+@pytest.fixture(params=[
+    'generated',
+    pytest.param('real', marks=pytest.mark.real_samples('nyu'))
+])
+def nyu_downloads_any_mapping(request, tmp_path):
+    """The generated downloads with the generated mapping files, then with
+    the real ones of the sample (classMapping40.mat, class13Mapping.mat)."""
+    src = make_nyu_downloads(
+        str(tmp_path / 'downloads'), splits=NYU_SPLITS, shape=NYU_SHAPE)
+    if request.param == 'real':
+        for name in ('classMapping40.mat', 'class13Mapping.mat'):
+            os.remove(osp.join(src['meta'], name))
+            os.symlink(
+                osp.join(SAMPLES, 'nyu', 'meta', name),
+                osp.join(src['meta'], name))
+    return src
+
+
+def _expected_nyu_labels(raw, meta):
     """40- and 13-class labels of raw labels by per-pixel dict look-ups."""
-    map40 = loadmat(osp.join(NYU_META, 'classMapping40.mat'))['mapClass']
+    map40 = loadmat(osp.join(meta, 'classMapping40.mat'))['mapClass']
     raw_to_40 = {0: 0}
     raw_to_40.update((k + 1, int(c)) for k, c in enumerate(map40.ravel()))
-    mapping13 = loadmat(osp.join(NYU_META, 'class13Mapping.mat'))
+    mapping13 = loadmat(osp.join(meta, 'class13Mapping.mat'))
     labels13 = mapping13['classMapping13']['labels13'][0, 0].ravel()
     c40_to_13 = {0: 0}
     c40_to_13.update((c + 1, int(c13)) for c, c13 in enumerate(labels13))
@@ -253,13 +227,26 @@ def _expected_nyu_labels(raw):
     return label40.reshape(raw.shape), label13.reshape(raw.shape)
 
 
-def test_nyu_converter_maps_and_transposes(nyu_downloads, tmp_path):
+def test_nyu_labeled_mat_reads_as_the_real_one(nyu_downloads):
+    """h5py sees MATLAB's (H, W, 3, N) and (H, W, N) arrays reversed."""
+    with h5py.File(nyu_downloads['mat'], 'r') as f:
+        assert f['images'].shape == (5, 3, NYU_SHAPE[1], NYU_SHAPE[0])
+        assert f['labels'].shape == (5, NYU_SHAPE[1], NYU_SHAPE[0])
+        assert f['images'].dtype == np.uint8
+        assert f['labels'].dtype == np.uint16
+    with open(nyu_downloads['mat'], 'rb') as f:
+        assert f.read(19) == b'MATLAB 7.3 MAT-file'
+
+
+def test_nyu_converter_maps_and_transposes(nyu_downloads_any_mapping,
+                                           tmp_path):
+    src = nyu_downloads_any_mapping
+    _place_named_classes(src)
     out = tmp_path / 'data' / 'nyu'
-    counts = nyu.convert_nyu(nyu_downloads['mat'], nyu_downloads['meta'],
-                             str(out))
-    assert counts == dict(train=len(NYU_TRAIN), test=len(NYU_TEST))
+    counts = nyu.convert_nyu(src['mat'], src['meta'], str(out))
+    assert counts == {split: len(n) for split, n in NYU_SPLITS.items()}
     expected_files = set()
-    for split, ndxs in (('train', NYU_TRAIN), ('test', NYU_TEST)):
+    for split, ndxs in NYU_SPLITS.items():
         stems = [f'{i:04d}' for i in ndxs]
         assert (out / f'{split}.txt').read_text().split() == stems
         expected_files.add(f'{split}.txt')
@@ -267,17 +254,17 @@ def test_nyu_converter_maps_and_transposes(nyu_downloads, tmp_path):
             for folder in ('image', 'label', 'label40'):
                 expected_files.add(f'{folder}/{split}/{stem}.png')
             image = _png(out / 'image' / split / f'{stem}.png')
-            assert np.array_equal(image, nyu_downloads['frames'][i - 1])
-            raw = nyu_downloads['raw'][i - 1]
-            label40, label13 = _expected_nyu_labels(raw)
+            assert np.array_equal(image, src['frames'][i - 1])
+            label40, label13 = _expected_nyu_labels(src['raw'][i - 1],
+                                                    src['meta'])
             assert np.array_equal(
                 _png(out / 'label40' / split / f'{stem}.png'), label40)
             assert np.array_equal(
                 _png(out / 'label' / split / f'{stem}.png'), label13)
     assert _files(out) == expected_files
-    named = _png(out / 'label' / 'test' / '0002.png')[1]
-    named40 = _png(out / 'label40' / 'test' / '0002.png')[1]
-    for k, (_, name40, name13) in enumerate(NAMED_RAW_CLASSES):
+    named = _png(out / 'label' / 'test' / '0002.png')[0]
+    named40 = _png(out / 'label40' / 'test' / '0002.png')[0]
+    for k, (_, name40, name13) in enumerate(NYU_NAMED_RAW_CLASSES):
         assert NYU40_CLASSES[named40[k] - 1] == name40
         assert NYU13_CLASSES[named[k] - 1] == name13
 
@@ -300,8 +287,8 @@ def test_nyu_converter_output_loads(nyu_downloads, tmp_path, dataset_type,
                 dict(type='LoadImageFromFile'),
                 dict(type='LoadAnnotations')
             ]))
-    assert len(dataset) == len(NYU_TEST)
-    for i, ndx in enumerate(NYU_TEST):
+    assert len(dataset) == len(NYU_SPLITS['test'])
+    for i, ndx in enumerate(NYU_SPLITS['test']):
         sample = dataset[i]
         label = _png(out / folder / 'test' / f'{ndx:04d}.png')
         assert sample['img'].shape == (*NYU_SHAPE, 3)
@@ -318,7 +305,7 @@ def _nyu_garbage_mat(src):
 def _nyu_label_out_of_range(src):
     raw = src['raw'].copy()
     raw[-1, -1, -1] = 900  # the last frame: fails after others are written
-    _write_labeled_mat(src['mat'], src['frames'], raw)
+    write_labeled_mat(src['mat'], src['frames'], raw)
     return ValueError, 'frame 0005 has raw label 900'
 
 
@@ -384,7 +371,17 @@ def test_nyu_converter_cli_reports_errors(nyu_downloads, tmp_path,
 # ---------------------------------------------------------------- Cityscapes
 
 
+# Label id -> train id, from the label table's names (an oracle written
+# apart from the converter's table).
+TRAIN_ID_OF = {label_id: train_id for _, label_id, train_id in
+               CITYSCAPES_LABELS}
+
+
 def test_cityscapes_train_id_table():
+    assert cityscapes.ID_TO_TRAIN_ID == {
+        i: t
+        for i, t in TRAIN_ID_OF.items() if t != 255
+    }
     assert sorted(cityscapes.ID_TO_TRAIN_ID.values()) == list(range(19))
     ids = np.arange(256, dtype=np.uint8).reshape(16, 16)
     train_ids = cityscapes.label_ids_to_train_ids(ids)
@@ -393,58 +390,73 @@ def test_cityscapes_train_id_table():
     assert train_ids[0, 0] == train_ids[15, 15] == 255
 
 
+def _expected_train_ids(label_ids_path):
+    """Train ids of a labelIds file by per-pixel dict look-ups."""
+    label_ids = _png(label_ids_path)
+    return np.array([TRAIN_ID_OF.get(v, 255) for v in label_ids.ravel()],
+                    np.uint8).reshape(label_ids.shape)
+
+
+def test_cityscapes_converter_writes_next_to_label_ids(tmp_path,
+                                                       monkeypatch, capsys):
+    root = tmp_path / 'cityscapes'
+    make_cityscapes(str(root))
+    before = _files(root)
+    label_ids = sorted(
+        f for f in before if f.endswith(cityscapes.LABEL_IDS_SUFFIX))
+    stale = root / label_ids[0].replace(cityscapes.LABEL_IDS_SUFFIX,
+                                        cityscapes.TRAIN_IDS_SUFFIX)
+    stale.write_bytes(b'stale')
+    monkeypatch.setattr('sys.argv', ['cityscapes.py', str(root)])
+    cityscapes.main()
+    assert f'{len(label_ids)} *' in capsys.readouterr().out
+    written = {
+        f.replace(cityscapes.LABEL_IDS_SUFFIX, cityscapes.TRAIN_IDS_SUFFIX)
+        for f in label_ids
+    }
+    assert _files(root) == before | written
+    for file in label_ids:
+        train_ids = _png(
+            root / file.replace(cityscapes.LABEL_IDS_SUFFIX,
+                                cityscapes.TRAIN_IDS_SUFFIX))
+        assert train_ids.dtype == np.uint8
+        assert np.array_equal(train_ids, _expected_train_ids(root / file))
+    assert sorted(os.listdir(root)) == ['gtFine', 'leftImg8bit']
+
+
+@pytest.mark.real_samples('cityscapes')
 def test_cityscapes_train_ids_match_the_shipped_files():
     """The sample's labelTrainIds were made from its labelIds."""
+    root = osp.join(SAMPLES, 'cityscapes')
     label_ids = sorted(
-        file for file in _files(osp.dirname(CITYSCAPES_GT))
+        file for file in _files(root)
         if file.endswith(cityscapes.LABEL_IDS_SUFFIX))
     assert len(label_ids) > 10
     for file in label_ids:
-        path = osp.join(osp.dirname(CITYSCAPES_GT), file)
+        path = osp.join(root, file)
         shipped = path.replace(cityscapes.LABEL_IDS_SUFFIX,
                                cityscapes.TRAIN_IDS_SUFFIX)
         assert np.array_equal(
             cityscapes.label_ids_to_train_ids(_png(path)), _png(shipped))
 
 
-def _cityscapes_tree(root):
-    """gtFine/val/frankfurt with the sample's val labelIds (a link)."""
-    city = root / 'gtFine' / 'val' / 'frankfurt'
-    city.mkdir(parents=True)
-    name = 'frankfurt_000000_000294_gtFine_labelIds.png'
-    os.symlink(osp.join(CITYSCAPES_GT, 'val', 'frankfurt', name), city / name)
-    return city
-
-
-def test_cityscapes_converter_writes_next_to_label_ids(tmp_path,
-                                                       monkeypatch):
-    city = _cityscapes_tree(tmp_path / 'cityscapes')
-    stale = city / 'frankfurt_000000_000294_gtFine_labelTrainIds.png'
-    stale.write_bytes(b'stale')
-    monkeypatch.setattr('sys.argv',
-                        ['cityscapes.py', str(tmp_path / 'cityscapes')])
-    cityscapes.main()
-    shipped = osp.join(CITYSCAPES_GT, 'val', 'frankfurt', stale.name)
-    assert np.array_equal(_png(stale), _png(shipped))
-    assert sorted(os.listdir(tmp_path / 'cityscapes')) == ['gtFine']
-
-
 def test_cityscapes_converter_is_all_or_nothing(tmp_path):
-    city = _cityscapes_tree(tmp_path / 'cityscapes')
+    root = tmp_path / 'cityscapes'
+    make_cityscapes(str(root), frames=dict(val=('frankfurt_000000_000294', )))
+    shutil.rmtree(root / 'leftImg8bit')
+    before = _files(root)
+    city = root / 'gtFine' / 'val' / 'frankfurt'
     corrupt = city / 'frankfurt_000001_000000_gtFine_labelIds.png'
     corrupt.write_bytes(b'\x89PNG broken')
     colour = city / 'frankfurt_000002_000000_gtFine_labelIds.png'
-    gt_dir = str(tmp_path / 'cityscapes' / 'gtFine')
+    gt_dir = str(root / 'gtFine')
     with pytest.raises(ValueError, match='000001_000000.*labelIds.png'):
         cityscapes.convert_cityscapes(gt_dir)
     corrupt.unlink()
     Image.new('RGB', (4, 4)).save(colour)
     with pytest.raises(ValueError, match='2-D uint8 map, got 3-D'):
         cityscapes.convert_cityscapes(gt_dir)
-    assert _files(tmp_path / 'cityscapes') == {
-        osp.relpath(colour, tmp_path / 'cityscapes'),
-        'gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png'
-    }
-    assert os.listdir(tmp_path / 'cityscapes') == ['gtFine']
+    assert _files(root) == before | {osp.relpath(colour, root)}
+    assert os.listdir(root) == ['gtFine']
     with pytest.raises(FileNotFoundError, match='no \\*_gtFine_labelIds'):
         cityscapes.convert_cityscapes(str(tmp_path / 'empty'))

@@ -160,9 +160,11 @@ def test_set_method_and_iterations():
     assert cfg.model.decode_head.loss_decode == dict(
         type='PATLoss', curve='inap', loss_weight=1.0)
     assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
-    assert [h['type'] for h in cfg.custom_hooks] == ['PrevPredictionHook']
+    hooks = [h['type'] for h in cfg.custom_hooks]
+    assert hooks.count('PrevPredictionHook') == 1
+    others = [h for h in hooks if h != 'PrevPredictionHook']
     loss_study.set_method(cfg, loss_study.METHODS['pat_current'])
-    assert cfg.custom_hooks == []
+    assert [h['type'] for h in cfg.custom_hooks] == others
 
     cfg = Config.fromfile(
         osp.join(PROJECT, 'configs/_base_/experiments/segformer_oxfordpet.py'))
@@ -172,6 +174,40 @@ def test_set_method_and_iterations():
     assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 400
     with pytest.raises(ValueError, match='iters must be >= 1'):
         loss_study.set_iterations(cfg, 0)
+
+
+def test_oxfordpet_preset_without_the_sample_says_what_to_pass(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv('MMSEG_PAT_SAMPLES', str(tmp_path / 'no_samples'))
+    out = tmp_path / 'out'
+    with pytest.raises(
+            SystemExit,
+            match=r"--preset oxfordpet: .* sample, not found at '.*"
+            r"no_samples/oxford_pet': pass --data-root DIR .* set "
+            r'MMSEG_PAT_SAMPLES=DIR to a folder that holds oxford_pet/'):
+        loss_study.main(['--preset', 'oxfordpet', '--out', str(out)])
+    assert not out.exists()
+
+
+def test_oxfordpet_preset_data_root(oxford_pet_root, tmp_path, monkeypatch):
+    """The sample in MMSEG_PAT_SAMPLES, or the folder of --data-root."""
+    samples = tmp_path / 'samples'
+    samples.mkdir()
+    os.symlink(oxford_pet_root, samples / 'oxford_pet')
+    for env, argv, data_root in (
+        (str(samples), [], str(samples / 'oxford_pet')),
+        (str(tmp_path / 'none'), ['--data-root', oxford_pet_root],
+         oxford_pet_root),
+    ):
+        monkeypatch.setenv('MMSEG_PAT_SAMPLES', env)
+        args = loss_study.parse_args([
+            '--preset', 'oxfordpet', '--out',
+            str(tmp_path / 'out'), '--methods', 'ce', '--seeds', '0', *argv
+        ])
+        runs = loss_study.plan_runs(loss_study.PRESETS['oxfordpet'], args)
+        cfg = Config.fromfile(runs[0]['config_path'])
+        for loader in ('train_dataloader', 'val_dataloader'):
+            assert cfg[loader].dataset.data_root == data_root
 
 
 def test_read_run_after_the_work_dir_moved(tiny_study, tmp_path):

@@ -16,7 +16,10 @@ Written into ``--out``:
 * the plots of ``plot_study.py`` and ``COMMAND.txt`` (command line, wall
   time, machine).
 
-The presets of :data:`PRESETS` fit two CPU cores. ``--data-root``,
+The presets of :data:`PRESETS` fit two CPU cores. The ``oxfordpet`` preset
+trains on the real Oxford-IIIT Pet sample, ``oxford_pet/`` in the folder
+named by ``MMSEG_PAT_SAMPLES`` (default: ``shared/data`` beside the
+project), or on the data root given with ``--data-root``. ``--data-root``,
 ``--iters``, ``--no-shrink`` and ``--cfg-options`` scale them up, e.g. on a
 GPU with the full Oxford-IIIT Pet::
 
@@ -45,7 +48,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config, DictAction
 
 PROJECT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SHARED_DATA = osp.join(osp.dirname(PROJECT), 'shared', 'data')
 # Run from a checkout without installing: make ``import mmseg_pat`` work,
 # and the plotting module beside this file importable.
 sys.path.insert(0, PROJECT)
@@ -89,18 +91,19 @@ DEMO_CONFIG = 'configs/demo/segformer_long_tail_shapes_pat.py'
 _STUDY_SHAPES = dict(num_train=800, num_val=400)
 
 #: Ready studies. Keys: ``config`` (relative to the project), ``data_root``
-#: (None: the config's), ``methods``, ``seeds``, ``iters`` (None: the
-#: config's), ``shrink`` (:func:`shrink_config` arguments, skipped with
-#: --no-shrink), ``generation`` (overrides of a generated dataset's
-#: parameters), ``variants`` (one study per set of generation overrides,
-#: each in its own data root), ``cfg_options``, ``show_log`` (stream the
-#: training logs).
+#: (None: the config's), ``sample`` (instead of ``data_root``: a folder of
+#: the real samples, see :func:`samples_dir`), ``methods``, ``seeds``,
+#: ``iters`` (None: the config's), ``shrink`` (:func:`shrink_config`
+#: arguments, skipped with --no-shrink), ``generation`` (overrides of a
+#: generated dataset's parameters), ``variants`` (one study per set of
+#: generation overrides, each in its own data root), ``cfg_options``,
+#: ``show_log`` (stream the training logs).
 PRESETS = {
     # The real Oxford-IIIT Pet sample, SegFormer MiT-B0 from random init.
     'oxfordpet':
     dict(
         config='configs/_base_/experiments/segformer_oxfordpet.py',
-        data_root=osp.join(SHARED_DATA, 'oxford_pet'),
+        sample='oxford_pet',
         methods=tuple(METHODS),
         seeds=(0, 1, 2),
         iters=200,
@@ -143,6 +146,36 @@ _RUN_COLUMNS = ('method', 'seed', 'variant', 'status', 'aAcc', 'mIoU',
                 'body_mAcc', 'tail_mAcc', 'time_per_iter', 'final_loss',
                 'iters')
 _PATH_COLUMNS = ('work_dir', 'config', 'class_counts', 'checkpoint')
+
+
+def samples_dir() -> str:
+    """The folder of the real dataset samples (``oxford_pet/``, ...): the
+    one named by ``MMSEG_PAT_SAMPLES``, else ``shared/data`` beside the
+    project, as for the tests."""
+    return osp.abspath(
+        os.environ.get('MMSEG_PAT_SAMPLES')
+        or osp.join(osp.dirname(PROJECT), 'shared', 'data'))
+
+
+def preset_data_root(preset: Dict,
+                     data_root: Optional[str] = None) -> Optional[str]:
+    """The data root of a preset's runs: ``data_root`` (``--data-root``),
+    else the preset's; None leaves the config's.
+
+    Raises:
+        FileNotFoundError: If the preset trains on a real sample that is
+            not in :func:`samples_dir` and no ``data_root`` is given.
+    """
+    if data_root or 'sample' not in preset:
+        return data_root or preset.get('data_root')
+    path = osp.join(samples_dir(), preset['sample'])
+    if not osp.isdir(path):
+        raise FileNotFoundError(
+            f'this preset trains on the real {preset["sample"]} sample, '
+            f'not found at {path!r}: pass --data-root DIR (a data root laid '
+            'out by tools/dataset_converters/), or set MMSEG_PAT_SAMPLES=DIR '
+            f'to a folder that holds {preset["sample"]}/')
+    return path
 
 
 def needs_memory(loss: Dict) -> bool:
@@ -274,7 +307,7 @@ def build_run_config(preset: Dict, method: str, seed: int, variant: Dict,
     """
     cfg = Config.fromfile(osp.join(PROJECT, preset['config']))
     make_offline(cfg)
-    data_root = (args.data_root or preset.get('data_root')
+    data_root = (preset_data_root(preset, args.data_root)
                  or cfg.train_dataloader.dataset.data_root)
     if variant:
         data_root = osp.join(data_root, slug(variant_name(variant)))
@@ -566,8 +599,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--work-dir', help='folder of the runs (default: OUT/runs)')
     parser.add_argument(
-        '--data-root', help='dataset root for every loader (default: the '
-        'preset\'s)')
+        '--data-root',
+        help='dataset root for every loader (default: the preset\'s; for '
+        'oxfordpet, oxford_pet/ in $MMSEG_PAT_SAMPLES)')
     parser.add_argument(
         '--no-shrink',
         action='store_true',
@@ -611,6 +645,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     args = parse_args(argv)
     start = time.time()
     preset = PRESETS[args.preset]
+    try:
+        preset_data_root(preset, args.data_root)
+    except FileNotFoundError as err:
+        sys.exit(f'error: --preset {args.preset}: {err}')
     os.makedirs(args.out, exist_ok=True)
     runs = plan_runs(preset, args)
     show_log = args.show_log or preset.get('show_log', False)
