@@ -4,7 +4,6 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from mmseg_pat.utils.pat_config import check_pat_applies
 
@@ -87,27 +86,6 @@ def check_data_roots(cfg: Config, loaders: Sequence[str] = LOADERS) -> None:
                     f'{loader}: data_root {root!r} does not exist. Prepare '
                     'the dataset (README, "Preparing the datasets") or point '
                     'all loaders to it with --data-root PATH.')
-
-
-def check_num_classes_match(cfg: Config) -> None:
-    """Refuse a config whose heads and training set disagree on classes.
-
-    Raises:
-        ValueError: Naming the head, both numbers and the dataset's classes.
-    """
-    from mmseg.registry import DATASETS
-    dataset_cfg = dict(cfg.train_dataloader.dataset, lazy_init=True)
-    with DefaultScope.overwrite_default_scope(
-            cfg.get('default_scope', 'mmseg')):
-        classes = DATASETS.build(dataset_cfg).metainfo['classes']
-    for name, head in iter_heads(cfg.model):
-        num_classes = head.get('num_classes')
-        if num_classes is not None and num_classes != len(classes):
-            raise ValueError(
-                f'model.{name}.num_classes is {num_classes} but the training '
-                f'set ({dataset_cfg["type"]}) has {len(classes)} classes: '
-                f'{tuple(classes)}. Set model.{name}.num_classes='
-                f'{len(classes)} (or the dataset\'s metainfo classes).')
 
 
 def use_cpu_distributed(cfg: Config) -> None:
