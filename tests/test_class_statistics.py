@@ -17,7 +17,6 @@ from mmseg_pat.datasets.class_statistics import (class_pixel_counts,
                                                  frequency_groups,
                                                  load_class_counts,
                                                  log_class_prior,
-                                                 resolve_class_counts,
                                                  save_class_counts)
 
 from conftest import PROJECT, TINY_SHAPES
@@ -89,29 +88,6 @@ def test_generated_counts_equal_bincount(shapes_root):
     np.testing.assert_array_equal(counts, expected)
     # the shape classes are long-tailed: background, then falling counts
     assert counts.sum() == TINY_SHAPES['num_train'] * 32 * 32
-
-
-def test_resolved_counts_path_is_absolute(shapes_root, tmp_path,
-                                          monkeypatch):
-    """A cache dir relative to the working directory (such as
-    ./work_dirs/<name>) still gives a path that works from anywhere."""
-    cfg = dict(
-        train_dataloader=dict(
-            dataset=dict(
-                type='LongTailShapesDataset',
-                data_root=shapes_root,
-                generation=dict(TINY_SHAPES),
-                data_prefix=dict(
-                    img_path='img_dir/train', seg_map_path='ann_dir/train'),
-                pipeline=[dict(type='LoadAnnotations')])),
-        val_evaluator=dict(type='LongTailIoUMetric', class_counts='train_set'))
-    monkeypatch.chdir(tmp_path)
-    path = resolve_class_counts(cfg, osp.join('work_dirs', 'run'))
-    assert osp.isabs(path) and osp.isfile(path)
-    assert path == str(tmp_path / 'work_dirs' / 'run' / osp.basename(path))
-    assert cfg['val_evaluator']['class_counts'] == path
-    np.testing.assert_array_equal(
-        load_class_counts(path, 4), class_pixel_counts(_shapes(shapes_root)))
 
 
 def test_label_map_of_a_class_subset(shapes_root):

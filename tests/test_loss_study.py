@@ -1,28 +1,37 @@
-"""The loss study (tools/analysis/loss_study.py) and its plots
-(tools/analysis/plot_study.py): a tiny study writes the right tables, the
-mean ± std aggregation is right on a hand-made table, every plot function
-writes a PNG."""
+"""The loss study (``mmseg_pat.analysis``) and its command lines
+(tools/analysis/loss_study.py, plot_study.py): a tiny study writes the
+right tables, the mean ± std aggregation is right on a hand-made table,
+the runs share one count of the training set, every plot function writes a
+PNG, the weight map holds PAT's weights."""
 import csv
-import importlib
 import math
 import os
 import os.path as osp
+import runpy
 import shutil
-import sys
 
+import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
+
+from mmseg_pat.analysis import plots, runs, study
+from mmseg_pat.models.losses import PATLoss
+from mmseg_pat.utils.class_prior import load_class_counts
 
 from conftest import PROJECT, TINY_SHAPES
 
-sys.path.insert(0, osp.join(PROJECT, 'tools', 'analysis'))
-loss_study = importlib.import_module('loss_study')
-plot_study = importlib.import_module('plot_study')
+
+def _cli(name):
+    """``main`` of ``tools/analysis/<name>.py``."""
+    path = osp.join(PROJECT, 'tools', 'analysis', f'{name}.py')
+    return runpy.run_path(path)['main']
+
 
 CLASSES = ('background', 'square', 'disc', 'triangle')
 # The demo config cut down to a tiny SegFormer on the tiny generated data.
 TINY_PRESET = dict(
-    config=loss_study.DEMO_CONFIG,
+    config=study.DEMO_CONFIG,
     methods=('ce', 'pat', 'broken'),
     seeds=(0, ),
     iters=4,
@@ -54,10 +63,10 @@ def tiny_study(tmp_path_factory, shapes_root):
     """Output folder of a tiny study: ce, pat and a broken method."""
     out = str(tmp_path_factory.mktemp('study'))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(loss_study.PRESETS, 'tiny',
+        patch.setitem(study.PRESETS, 'tiny',
                       dict(TINY_PRESET, data_root=shapes_root))
-        patch.setitem(loss_study.METHODS, 'broken', BROKEN)
-        summary = loss_study.main(['--preset', 'tiny', '--out', out])
+        patch.setitem(study.METHODS, 'broken', BROKEN)
+        summary = _cli('loss_study')(['--preset', 'tiny', '--out', out])
     return out, summary
 
 
@@ -67,7 +76,7 @@ def test_study_writes_run_table(tiny_study):
     assert [(r['method'], r['seed'], r['status']) for r in rows] == [
         ('ce', '0', 'ok'), ('pat', '0', 'ok'), ('broken', '0', 'failed')]
     columns = list(rows[0])
-    for column in (*loss_study._RUN_COLUMNS, 'work_dir', 'checkpoint'):
+    for column in (*study.RUN_COLUMNS, 'work_dir', 'checkpoint'):
         assert column in columns, column
     assert [c for c in columns if c.startswith('IoU.')] == [
         f'IoU.{c}' for c in CLASSES]
@@ -80,10 +89,11 @@ def test_study_writes_run_table(tiny_study):
 
 def test_each_run_has_its_loss_hook_and_seed(tiny_study):
     out, _ = tiny_study
-    runs = {r['method']: r for r in _read_csv(osp.join(out, 'runs.csv'))}
+    by_method = {r['method']: r
+                 for r in _read_csv(osp.join(out, 'runs.csv'))}
     for method, loss_type, hook in (('ce', 'CrossEntropyLoss', False),
                                     ('pat', 'PATLoss', True)):
-        cfg = Config.fromfile(runs[method]['config'])
+        cfg = Config.fromfile(by_method[method]['config'])
         assert cfg.model.decode_head.loss_decode.type == loss_type
         hooks = [h['type'] for h in cfg.custom_hooks]
         assert ('PrevPredictionHook' in hooks) == hook
@@ -93,12 +103,44 @@ def test_each_run_has_its_loss_hook_and_seed(tiny_study):
         assert cfg.train_cfg.max_iters == 4
 
 
+def test_runs_share_one_count_of_the_training_set(tiny_study):
+    """The study counts the training set once, into runs/class_counts/,
+    and each run's config names that file instead of 'train_set'."""
+    out, _ = tiny_study
+    rows = _read_csv(osp.join(out, 'runs.csv'))
+    paths = {r['class_counts'] for r in rows if r['status'] == 'ok'}
+    assert len(paths) == 1
+    path = paths.pop()
+    assert osp.dirname(path) == osp.join(out, 'runs', 'class_counts')
+    assert os.listdir(osp.dirname(path)) == [osp.basename(path)]
+    assert sum(load_class_counts(path, len(CLASSES))) == (
+        TINY_SHAPES['num_train'] * 32 * 32)
+    cfg = Config.fromfile(rows[0]['config'])
+    assert cfg.val_evaluator.class_counts == path
+
+
+def test_train_set_counts_from_a_relative_cache_dir(shapes_root, tmp_path,
+                                                    monkeypatch):
+    """Every class_counts='train_set' becomes one absolute path, valid from
+    any working directory; a config that asks for none is left alone."""
+    cfg = Config.fromfile(osp.join(PROJECT, study.DEMO_CONFIG))
+    study.set_data(cfg, shapes_root, TINY_SHAPES)
+    study.set_method(cfg, study.METHODS['wce'])
+    monkeypatch.chdir(tmp_path)
+    path = study.set_train_set_counts(cfg, osp.join('work_dirs', 'counts'))
+    assert path == str(tmp_path / 'work_dirs' / 'counts' /
+                       osp.basename(path))
+    assert cfg.val_evaluator.class_counts == path
+    assert cfg.model.decode_head.loss_decode.class_counts == path
+    assert study.set_train_set_counts(cfg, 'elsewhere') is None
+
+
 def test_study_writes_summary_tables(tiny_study):
     out, summary = tiny_study
     rows = _read_csv(osp.join(out, 'results.csv'))
     assert [r['method'] for r in rows] == ['ce', 'pat', 'broken']
     assert rows[2]['failed'] == '1'
-    for metric in loss_study.SUMMARY_METRICS:
+    for metric in study.SUMMARY_METRICS:
         assert f'{metric}_mean' in rows[0] and f'{metric}_std' in rows[0]
     assert math.isclose(summary[1]['mIoU_mean'],
                         float(_read_csv(osp.join(out, 'runs.csv'))[1]['mIoU']))
@@ -130,7 +172,7 @@ def test_summarize_hand_made_table():
         dict(method='pat', seed=2, variant='', status='failed'),
         _row('ce', 0, 10.0, 1.0, variant='imbalance_ratio=5'),
     ]
-    summary = loss_study.summarize(rows, metrics=('mIoU', 'tail_mIoU'))
+    summary = study.summarize(rows, metrics=('mIoU', 'tail_mIoU'))
     by_key = {(s['variant'], s['method']): s for s in summary}
     ce, pat = by_key[('', 'ce')], by_key[('', 'pat')]
     assert (ce['runs'], ce['failed'], pat['runs'], pat['failed']) == (2, 0,
@@ -147,7 +189,7 @@ def test_summarize_hand_made_table():
     single = by_key[('imbalance_ratio=5', 'ce')]
     assert single['mIoU_mean'] == 10.0 and single['mIoU_std'] == 0.0
 
-    table = loss_study.markdown_table(summary)
+    table = study.markdown_table(summary)
     assert '| imbalance_ratio=5 | ce |' in table
     assert '42.00 ± 2.83' in table and '-1.00 ± 2.83' in table
     assert '3 (1 failed)' in table
@@ -156,24 +198,24 @@ def test_summarize_hand_made_table():
 def test_set_method_and_iterations():
     cfg = Config.fromfile(
         osp.join(PROJECT, 'configs/_base_/experiments/upernet_oxfordpet.py'))
-    loss_study.set_method(cfg, loss_study.METHODS['pat_inap'])
+    study.set_method(cfg, study.METHODS['pat_inap'])
     assert cfg.model.decode_head.loss_decode == dict(
         type='PATLoss', curve='inap', loss_weight=1.0)
     assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
     hooks = [h['type'] for h in cfg.custom_hooks]
     assert hooks.count('PrevPredictionHook') == 1
     others = [h for h in hooks if h != 'PrevPredictionHook']
-    loss_study.set_method(cfg, loss_study.METHODS['pat_current'])
+    study.set_method(cfg, study.METHODS['pat_current'])
     assert [h['type'] for h in cfg.custom_hooks] == others
 
     cfg = Config.fromfile(
         osp.join(PROJECT, 'configs/_base_/experiments/segformer_oxfordpet.py'))
-    loss_study.set_iterations(cfg, 400)  # warm-up 1500 of 40000 iterations
+    study.set_iterations(cfg, 400)  # warm-up 1500 of 40000 iterations
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 15),
                                                                (15, 400)]
     assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 400
     with pytest.raises(ValueError, match='iters must be >= 1'):
-        loss_study.set_iterations(cfg, 0)
+        study.set_iterations(cfg, 0)
 
 
 def test_oxfordpet_preset_without_the_sample_says_what_to_pass(
@@ -185,7 +227,7 @@ def test_oxfordpet_preset_without_the_sample_says_what_to_pass(
             match=r"--preset oxfordpet: .* sample, not found at '.*"
             r"no_samples/oxford_pet': pass --data-root DIR .* set "
             r'MMSEG_PAT_SAMPLES=DIR to a folder that holds oxford_pet/'):
-        loss_study.main(['--preset', 'oxfordpet', '--out', str(out)])
+        _cli('loss_study')(['--preset', 'oxfordpet', '--out', str(out)])
     assert not out.exists()
 
 
@@ -194,18 +236,18 @@ def test_oxfordpet_preset_data_root(oxford_pet_root, tmp_path, monkeypatch):
     samples = tmp_path / 'samples'
     samples.mkdir()
     os.symlink(oxford_pet_root, samples / 'oxford_pet')
-    for env, argv, data_root in (
-        (str(samples), [], str(samples / 'oxford_pet')),
-        (str(tmp_path / 'none'), ['--data-root', oxford_pet_root],
-         oxford_pet_root),
+    for env, given, data_root in (
+        (str(samples), None, str(samples / 'oxford_pet')),
+        (str(tmp_path / 'none'), oxford_pet_root, oxford_pet_root),
     ):
         monkeypatch.setenv('MMSEG_PAT_SAMPLES', env)
-        args = loss_study.parse_args([
-            '--preset', 'oxfordpet', '--out',
-            str(tmp_path / 'out'), '--methods', 'ce', '--seeds', '0', *argv
-        ])
-        runs = loss_study.plan_runs(loss_study.PRESETS['oxfordpet'], args)
-        cfg = Config.fromfile(runs[0]['config_path'])
+        planned = study.plan_runs(
+            study.PRESETS['oxfordpet'],
+            str(tmp_path / 'runs'),
+            methods=['ce'],
+            seeds=[0],
+            data_root=given)
+        cfg = Config.fromfile(planned[0]['config_path'])
         for loader in ('train_dataloader', 'val_dataloader'):
             assert cfg[loader].dataset.data_root == data_root
 
@@ -224,7 +266,7 @@ def test_read_run_after_the_work_dir_moved(tiny_study, tmp_path):
         f.write(f'/no/such/old/place/{name}')
     relative = osp.join('work_dirs', 'counts.json')
     shutil.copy(ce['class_counts'], tmp_path / 'project' / relative)
-    config = plot_study.read_run(moved)['config']
+    config = runs.read_run(moved)['config']
     with open(config) as f:
         text = f.read()
     with open(config, 'w') as f:
@@ -232,7 +274,7 @@ def test_read_run_after_the_work_dir_moved(tiny_study, tmp_path):
     cwd = os.getcwd()
     os.chdir(tmp_path)  # where the relative path does not resolve
     try:
-        run = plot_study.read_run(moved)
+        run = runs.read_run(moved)
     finally:
         os.chdir(cwd)
     assert run['checkpoint'] == osp.join(moved, name)
@@ -241,18 +283,18 @@ def test_read_run_after_the_work_dir_moved(tiny_study, tmp_path):
 
 def test_plot_functions_write_png(tiny_study, tmp_path):
     out, _ = tiny_study
-    rows = plot_study.load_runs(osp.join(out, 'runs.csv'))
+    rows = runs.load_runs(osp.join(out, 'runs.csv'))
     ce, pat = rows[0], rows[1]
     paths = [
-        plot_study.plot_per_class_iou(rows, str(tmp_path / 'iou.png'),
-                                      ce['class_counts']),
-        plot_study.plot_weighting_curves(str(tmp_path / 'curves.png')),
-        plot_study.plot_weight_map(
-            plot_study.read_run(ce['work_dir']),
-            plot_study.read_run(pat['work_dir']),
+        plots.plot_per_class_iou(rows, str(tmp_path / 'iou.png'),
+                                 ce['class_counts']),
+        plots.plot_weighting_curves(str(tmp_path / 'curves.png')),
+        plots.plot_weight_map(
+            runs.read_run(ce['work_dir']),
+            runs.read_run(pat['work_dir']),
             str(tmp_path / 'weights.png'),
             image_index=0),
-        plot_study.plot_gain_vs_variant([
+        plots.plot_gain_vs_variant([
             _row(method, seed, 40.0 + seed + gain * ratio, gain * ratio,
                  f'imbalance_ratio={ratio}')
             for ratio in (5, 25) for seed in (0, 1)
@@ -263,10 +305,39 @@ def test_plot_functions_write_png(tiny_study, tmp_path):
         assert _is_png(path), path
 
 
+@pytest.mark.parametrize('curve', ['ina', 'inap'])
+@pytest.mark.parametrize('homogenize, power', [('none', 0.0), ('class', 1.0),
+                                               ('sqrt', 0.5)])
+def test_weight_maps_are_pats_weights(curve, homogenize, power):
+    """beta = exp(kappa (1 - q)) / 2 of the true class's softmax q, and
+    w = beta / n_k ** p over its mean on the valid pixels (float64)."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, 5, generator=generator) * 2
+    label = torch.randint(0, 3, (4, 5), generator=generator)
+    label[label == 2] = 0  # class 2 absent
+    label[0, :2] = 255
+    valid = (label != 255).numpy()
+    index = torch.where(label == 255, 0, label).numpy()
+    q = np.take_along_axis(
+        logits.double().softmax(0).numpy(), index[None], 0)[0]
+    kappa = dict(ina=3.0, inap=1.0)[curve]
+    beta = np.exp(kappa * (1 - q)) / 2
+    counts = np.bincount(index[valid], minlength=3)
+    weight = np.where(valid, beta / counts[index]**power, 0)
+    weight /= weight[valid].mean()
+
+    got_beta, got_weight = plots.pat_weight_maps(
+        logits, label, PATLoss(curve=curve, homogenize=homogenize))
+    np.testing.assert_allclose(got_beta.numpy()[valid], beta[valid],
+                               rtol=1e-5)
+    np.testing.assert_allclose(got_weight.numpy(), weight, rtol=1e-5,
+                               atol=1e-7)
+
+
 def test_plot_cli_on_work_dirs(tiny_study, tmp_path, capsys):
     out, _ = tiny_study
     rows = _read_csv(osp.join(out, 'runs.csv'))
-    paths = plot_study.main([
+    paths = _cli('plot_study')([
         f'ce={rows[0]["work_dir"]}', f'pat={rows[1]["work_dir"]}', '--out',
         str(tmp_path)
     ])
@@ -275,6 +346,6 @@ def test_plot_cli_on_work_dirs(tiny_study, tmp_path, capsys):
     }
     assert all(_is_png(p) for p in paths)
     assert str(tmp_path) in capsys.readouterr().out
-    report = plot_study.evaluation_report(rows[1]['work_dir'])
+    report = runs.evaluation_report(rows[1]['work_dir'])
     assert report.startswith('per class results:')
     assert '|  tail |' in report and 'mIoU' in report.splitlines()[-1]

@@ -82,9 +82,9 @@ def main():
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
 
-    from mmseg_pat.utils.launch import prepare_config
     # evaluation needs the test set only: the class counts come from the
     # checkpoint (ClassCountsHook)
+    from mmseg_pat.utils.launch import prepare_config
     prepare_config(cfg, args.config, args.launcher, args.work_dir,
                    args.data_root, used_loaders=['test_dataloader'])
     runner = Runner.from_cfg(cfg)

@@ -1,7 +1,6 @@
 from . import transforms  # noqa: F401  (registration)
 from .class_statistics import (cached_class_counts, class_pixel_counts,
-                               label_files_key, resolve_class_counts,
-                               save_class_counts)
+                               label_files_key, save_class_counts)
 from .long_tail_shapes import (LongTailShapesDataset, class_probabilities,
                                generate_long_tail_shapes)
 from .nyu_seg import (NYU13_CLASSES, NYU40_CLASSES, NYUv2Seg40Dataset,
@@ -13,5 +12,5 @@ __all__ = [
     'generate_long_tail_shapes', 'NYU13_CLASSES', 'NYU40_CLASSES',
     'NYUv2SegDataset', 'NYUv2Seg40Dataset', 'OxfordPetDataset',
     'cached_class_counts', 'class_pixel_counts', 'label_files_key',
-    'save_class_counts', 'resolve_class_counts'
+    'save_class_counts'
 ]

@@ -13,14 +13,12 @@ import hashlib
 import json
 import os
 import os.path as osp
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Sequence, Tuple
 
 import numpy as np
 from mmengine.logging import print_log
-from mmengine.registry import DefaultScope
 from mmengine.utils import track_parallel_progress, track_progress
 from mmseg.datasets.transforms import LoadAnnotations
-from mmseg.registry import DATASETS
 
 from mmseg_pat.utils.atomic import atomic_write
 from mmseg_pat.utils.class_prior import (  # noqa: F401 (re-exported)
@@ -185,61 +183,3 @@ def cached_class_counts(dataset,
     counts = class_pixel_counts(dataset, nproc=nproc, progress=True)
     save_class_counts(path, counts, dataset.metainfo['classes'])
     return counts, path
-
-
-def _holders_of_train_set_counts(node) -> List[dict]:
-    """Every dict under ``node`` whose ``class_counts`` is FROM_TRAIN_SET."""
-    found = []
-    if isinstance(node, dict):
-        if node.get('class_counts') == FROM_TRAIN_SET:
-            found.append(node)
-        for value in node.values():
-            found += _holders_of_train_set_counts(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            found += _holders_of_train_set_counts(value)
-    return found
-
-
-def resolve_class_counts(cfg, cache_dir: str) -> Optional[str]:
-    """Fill in ``class_counts='train_set'`` throughout a config.
-
-    The training set's class pixel counts are computed once (as its
-    ``LoadAnnotations`` loads the labels) and cached as JSON in
-    ``cache_dir``, under a name derived from the dataset settings, so a
-    changed dataset is counted again. Every ``class_counts='train_set'`` in
-    the config (losses, evaluators) becomes the path of that file.
-
-    Args:
-        cfg (mmengine.Config): The full config (with ``train_dataloader``).
-        cache_dir (str): Where the JSON is kept, e.g. the work dir.
-
-    Returns:
-        str | None: The JSON's absolute path, or None if nothing asked for
-        it.
-    """
-    holders = _holders_of_train_set_counts(cfg._cfg_dict if hasattr(
-        cfg, '_cfg_dict') else cfg)
-    if not holders:
-        return None
-    dataset_cfg = copy.deepcopy(cfg['train_dataloader']['dataset'])
-    key = hashlib.sha1(
-        json.dumps(dataset_cfg, sort_keys=True,
-                   default=str).encode()).hexdigest()[:12]
-    # Absolute: the config written into the work dir must still find the
-    # file when it is read from another working directory.
-    path = osp.abspath(osp.join(cache_dir, f'class_counts_train_{key}.json'))
-    if osp.isfile(path):
-        print_log(f'class pixel counts of the training set: {path}',
-                  logger='current')
-    else:
-        print_log('counting the class pixels of the training set (once; '
-                  f'cached in {path})', logger='current')
-        with DefaultScope.overwrite_default_scope(
-                cfg.get('default_scope', 'mmseg')):
-            dataset = DATASETS.build(dataset_cfg)
-        counts = class_pixel_counts(dataset)
-        save_class_counts(path, counts, dataset.metainfo['classes'])
-    for holder in holders:
-        holder['class_counts'] = path
-    return path

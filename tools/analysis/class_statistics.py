@@ -20,13 +20,10 @@ from mmseg.registry import DATASETS
 from mmseg.utils import register_all_modules
 from prettytable import PrettyTable
 
-# Run from a checkout without installing: make ``import mmseg_pat`` work
-# (importing it registers the project's datasets).
-sys.path.insert(
-    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from mmseg_pat.datasets.class_statistics import (  # noqa: E402
-    FREQUENCY_GROUPS, class_pixel_counts, save_class_counts)
+# importing mmseg_pat registers the project's datasets
+from mmseg_pat.datasets.class_statistics import (FREQUENCY_GROUPS,
+                                                 class_pixel_counts,
+                                                 save_class_counts)
 
 SPLITS = ('train', 'val', 'test')
 
