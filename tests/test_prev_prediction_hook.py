@@ -301,6 +301,9 @@ def _resumable_cfg(tmp_path, shapes_root, work_dir, max_iters, grid=(8, 8)):
     cfg = tiny_config('segformer', str(work_dir), shapes_root,
                       max_iters=max_iters, tmp_dir=str(tmp_path),
                       memory_grid=grid)
+    # resumed runs load checkpoints of other work dirs under tmp_path
+    cfg.custom_hooks.append(
+        dict(type='TrustedCheckpointsHook', trusted_dirs=[str(tmp_path)]))
     # deterministic model: no dropout or drop path
     cfg.model.backbone.drop_path_rate = 0.0
     cfg.model.decode_head.dropout_ratio = 0.0
@@ -546,7 +549,7 @@ def test_a_second_process_cannot_damage_a_live_memory(tmp_path,
         assert open(osp.join(memory_dir, 'memory.u8'), 'rb').read() == before
         second = subprocess.run(
             _train_command(config, work_dir,
-                           'custom_hooks.1.at=-1'), env=env, cwd=PROJECT,
+                           'custom_hooks.2.at=-1'), env=env, cwd=PROJECT,
             capture_output=True, text=True, timeout=300)
         assert second.returncode != 0
         assert f'pid {training.pid} on host' in second.stderr
@@ -571,6 +574,9 @@ def test_hook_draws_the_memory_and_logs_per_class_curves(tmp_path,
     cfg = tiny_config('segformer', str(tmp_path), shapes_root, max_iters=10,
                       memory_grid=(8, 8))
     cfg.custom_hooks[0].update(vis_interval=5, log_interval=5)
+    # MMSeg's runtime names its visualizer 'visualizer': in one process the
+    # first runner's instance (and its folder) would be reused
+    cfg.visualizer.name = f'visualizer_{tmp_path.name}'
     runner = _train(cfg)
     vis_dir = osp.join(runner.log_dir, 'vis_data')
     drawn = sorted(glob.glob(osp.join(vis_dir, 'vis_image',

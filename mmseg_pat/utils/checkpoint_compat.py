@@ -91,6 +91,18 @@ def trusted_checkpoints(folders: Iterable[str]):
         release_checkpoints(recorded)
 
 
+def run_folders(runner) -> List[str]:
+    """Where a runner writes its checkpoints: its work dir, and the
+    ``out_dir`` of its CheckpointHook if one is set."""
+    folders = [runner.work_dir]
+    for hook in runner.hooks:
+        out_dir = getattr(hook, 'out_dir', None)
+        if type(hook).__name__ == 'CheckpointHook' and isinstance(
+                out_dir, str):
+            folders.append(out_dir)
+    return folders
+
+
 def trust_during_load(runner, folders: Iterable[str]) -> None:
     """Make ``runner.load_or_resume`` (``--resume``, ``load_from``) load
     checkpoints under ``folders`` in full.

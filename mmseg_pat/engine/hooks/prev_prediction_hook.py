@@ -42,7 +42,7 @@ from mmseg_pat.engine.prediction_memory import (MemoryMismatchError,
                                                 MemorySnapshotError,
                                                 PredictionMemory)
 from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
-from mmseg_pat.utils.checkpoint_compat import trust_during_load
+from mmseg_pat.utils.checkpoint_compat import run_folders, trust_during_load
 from mmseg_pat.visualization import memory_panel
 
 CHECKPOINT_KEY = 'prev_prediction_memory'
@@ -174,7 +174,7 @@ class PrevPredictionHook(Hook):
     # -- set-up -------------------------------------------------------------
     def before_run(self, runner) -> None:
         # --resume of this run's checkpoints on torch >= 2.6
-        trust_during_load(runner, [runner.work_dir])
+        trust_during_load(runner, run_folders(runner))
 
     def before_train(self, runner) -> None:
         self._losses, self._writer = find_pat_losses(runner.model)

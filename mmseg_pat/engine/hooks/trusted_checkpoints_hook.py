@@ -5,14 +5,15 @@ from typing import Sequence
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
-from mmseg_pat.utils.checkpoint_compat import trust_during_load
+from mmseg_pat.utils.checkpoint_compat import run_folders, trust_during_load
 
 
 @HOOKS.register_module()
 class TrustedCheckpointsHook(Hook):
     """While the runner loads ``load_from`` or resumes, load checkpoints
-    under the work dir (and ``trusted_dirs``) with ``weights_only=False``,
-    as MMEngine 0.10 expects; everything else keeps torch's default safety.
+    under the run's own folders (the work dir, the CheckpointHook's
+    ``out_dir``) and ``trusted_dirs`` with ``weights_only=False``, as
+    MMEngine 0.10 expects; everything else keeps torch's default safety.
 
     Args:
         trusted_dirs (Sequence[str]): More folders whose checkpoints you
@@ -28,4 +29,4 @@ class TrustedCheckpointsHook(Hook):
         self.trusted_dirs = list(trusted_dirs)
 
     def before_run(self, runner) -> None:
-        trust_during_load(runner, [runner.work_dir, *self.trusted_dirs])
+        trust_during_load(runner, [*run_folders(runner), *self.trusted_dirs])
