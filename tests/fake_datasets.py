@@ -23,6 +23,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import sys
 import tarfile
 import time
 from typing import Dict, Sequence, Tuple
@@ -41,7 +42,11 @@ def load_converter(name: str):
     """The module ``tools/dataset_converters/<name>.py``."""
     path = osp.join(PROJECT, 'tools', 'dataset_converters', name + '.py')
     spec = importlib.util.spec_from_file_location(f'{name}_converter', path)
+    if spec.name in sys.modules:  # one module object per converter
+        return sys.modules[spec.name]
     module = importlib.util.module_from_spec(spec)
+    # registered, so that worker processes can unpickle its functions
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

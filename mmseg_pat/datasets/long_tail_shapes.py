@@ -10,14 +10,15 @@ import json
 import math
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 from PIL import Image
+
+from mmseg_pat.datasets.base import NamesFilesOnLoadError
+from mmseg_pat.utils.atomic import atomic_folder
 
 SHAPE_CLASSES = ('square', 'disc', 'triangle', 'ring', 'cross', 'bar')
 # One colour per class; shapes get a jitter around it, so colour alone is a
@@ -125,8 +126,9 @@ def generate_long_tail_shapes(root: str,
     The layout is MMSeg's: ``img_dir/{train,val}/*.png`` and
     ``ann_dir/{train,val}/*.png``, plus ``generation.json`` with the
     parameters. A root generated with other parameters is regenerated.
-    Writing goes to a temporary folder renamed into place, so an
-    interrupted run never leaves a half-written dataset.
+    Writing goes to a temporary folder renamed into place
+    (:func:`~mmseg_pat.utils.atomic.atomic_folder`), so an interrupted run
+    never leaves a half-written dataset.
 
     Returns:
         dict: The generation parameters.
@@ -142,42 +144,49 @@ def generate_long_tail_shapes(root: str,
         num_shape_classes=num_shape_classes,
         seed=seed,
         version=1)
-    meta_path = osp.join(root, _META_FILE)
-    if osp.isfile(meta_path):
-        with open(meta_path) as f:
-            if json.load(f) == params:
-                return params
-    parent = osp.dirname(osp.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.long_tail_shapes-', dir=parent)
+    if _is_generated(root, params):
+        return params
     try:
-        rng = np.random.default_rng(seed)
-        probabilities = class_probabilities(num_shape_classes, imbalance_ratio)
-        for split, count in (('train', num_train), ('val', num_val)):
-            os.makedirs(osp.join(tmp, 'img_dir', split))
-            os.makedirs(osp.join(tmp, 'ann_dir', split))
-            for i in range(count):
-                img, label = generate_scene(rng, tuple(image_size),
-                                            probabilities)
-                Image.fromarray(img).save(
-                    osp.join(tmp, 'img_dir', split, f'{i:05d}.png'))
-                Image.fromarray(label).save(
-                    osp.join(tmp, 'ann_dir', split, f'{i:05d}.png'))
-        with open(osp.join(tmp, _META_FILE), 'w') as f:
-            json.dump(params, f, indent=1)
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if osp.isfile(meta_path):  # another process finished first
+        with atomic_folder(root, overwrite=True) as tmp:
+            _write_scenes(tmp, params)
+    except OSError:
+        # Another process generated the same root and replaced it first.
+        if _is_generated(root, params):
             return params
         raise
     return params
 
 
+def _is_generated(root: str, params: Dict) -> bool:
+    """Whether ``root`` holds the dataset generated with ``params``."""
+    meta_path = osp.join(root, _META_FILE)
+    if not osp.isfile(meta_path):
+        return False
+    with open(meta_path) as f:
+        return json.load(f) == params
+
+
+def _write_scenes(folder: str, params: Dict) -> None:
+    """Write the dataset of the generation ``params`` into ``folder``."""
+    rng = np.random.default_rng(params['seed'])
+    probabilities = class_probabilities(params['num_shape_classes'],
+                                        params['imbalance_ratio'])
+    for split in ('train', 'val'):
+        os.makedirs(osp.join(folder, 'img_dir', split))
+        os.makedirs(osp.join(folder, 'ann_dir', split))
+        for i in range(params[f'num_{split}']):
+            img, label = generate_scene(rng, tuple(params['image_size']),
+                                        probabilities)
+            Image.fromarray(img).save(
+                osp.join(folder, 'img_dir', split, f'{i:05d}.png'))
+            Image.fromarray(label).save(
+                osp.join(folder, 'ann_dir', split, f'{i:05d}.png'))
+    with open(osp.join(folder, _META_FILE), 'w') as f:
+        json.dump(params, f, indent=1)
+
+
 @DATASETS.register_module()
-class LongTailShapesDataset(BaseSegDataset):
+class LongTailShapesDataset(NamesFilesOnLoadError, BaseSegDataset):
     """Generated long-tailed shapes, made from a seed on first use.
 
     Class 0 is the background; then the shape classes, from the most to the

@@ -20,6 +20,8 @@ from typing import List, Optional
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from mmseg_pat.datasets.base import NamesFilesOnLoadError
+
 # As in class13Mapping.mat (alphabetical), labels 1..13.
 NYU13_CLASSES = ('bed', 'books', 'ceiling', 'chair', 'floor', 'furniture',
                  'objects', 'picture', 'sofa', 'table', 'tv', 'wall',
@@ -41,7 +43,7 @@ _HOW_TO_GET = (
 
 
 @DATASETS.register_module()
-class NYUv2SegDataset(BaseSegDataset):
+class NYUv2SegDataset(NamesFilesOnLoadError, BaseSegDataset):
     """NYUv2 labeled set, 13 classes; unlabeled pixels are ignored.
 
     The layout, as written by ``tools/dataset_converters/nyu.py``::
@@ -92,6 +94,8 @@ class NYUv2SegDataset(BaseSegDataset):
         Raises:
             FileNotFoundError: If the data root, the split list (when
                 given) or the image or label folder is missing.
+            ValueError: If the split list, or without one the image folder,
+                names no image.
         """
         if self.data_root is not None and not osp.isdir(self.data_root):
             raise FileNotFoundError(
@@ -105,7 +109,15 @@ class NYUv2SegDataset(BaseSegDataset):
             if not exists(path):
                 raise FileNotFoundError(
                     f'NYUv2 {what} {path!r} not found. {_HOW_TO_GET}')
-        return super().load_data_list()
+        data_list = super().load_data_list()
+        if not data_list:
+            if self.ann_file:
+                problem = f'split list {self.ann_file!r} names no image'
+            else:
+                problem = (f'image folder {self.data_prefix["img_path"]!r} '
+                           f'holds no *{self.img_suffix} image')
+            raise ValueError(f'NYUv2 {problem}. {_HOW_TO_GET}')
+        return data_list
 
 
 @DATASETS.register_module()

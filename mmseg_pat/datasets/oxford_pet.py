@@ -16,6 +16,8 @@ import mmengine
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from mmseg_pat.datasets.base import NamesFilesOnLoadError
+
 _HOW_TO_GET = (
     'Download images.tar.gz and annotations.tar.gz from '
     'https://www.robots.ox.ac.uk/~vgg/data/pets/ and run '
@@ -43,7 +45,7 @@ def split_names(lines: Iterable[str]) -> List[str]:
 
 
 @DATASETS.register_module()
-class OxfordPetDataset(BaseSegDataset):
+class OxfordPetDataset(NamesFilesOnLoadError, BaseSegDataset):
     """Oxford-IIIT Pet trimaps as classes pet (0), background (1), border (2).
 
     The layout is the official archive's (as written by
@@ -97,6 +99,7 @@ class OxfordPetDataset(BaseSegDataset):
         Raises:
             FileNotFoundError: If the data root, the split list or the image
                 or trimap folder is missing.
+            ValueError: If the split list names no image.
         """
         img_dir = self.data_prefix['img_path']
         seg_dir = self.data_prefix['seg_map_path']
@@ -111,13 +114,18 @@ class OxfordPetDataset(BaseSegDataset):
                 raise FileNotFoundError(
                     f'Oxford-IIIT Pet {what} {path!r} not found. '
                     f'{_HOW_TO_GET}')
-        lines = mmengine.list_from_file(
-            self.ann_file, backend_args=self.backend_args)
+        names = split_names(
+            mmengine.list_from_file(
+                self.ann_file, backend_args=self.backend_args))
+        if not names:
+            raise ValueError(
+                f'Oxford-IIIT Pet split list {self.ann_file!r} names no '
+                f'image (only comment or blank lines). {_HOW_TO_GET}')
         return [
             dict(
                 img_path=osp.join(img_dir, name + self.img_suffix),
                 seg_map_path=osp.join(seg_dir, name + self.seg_map_suffix),
                 label_map=self.label_map,
                 reduce_zero_label=self.reduce_zero_label,
-                seg_fields=[]) for name in split_names(lines)
+                seg_fields=[]) for name in names
         ]

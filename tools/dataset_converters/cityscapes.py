@@ -15,20 +15,23 @@ Usage (after unzipping ``gtFine_trainvaltest.zip`` and
 
     python tools/dataset_converters/cityscapes.py data/cityscapes
 
-Every ``*_labelTrainIds.png`` is first written to a temporary folder next to
-the ground-truth folder and moved next to its ``*_labelIds.png`` only once
-all of them are made, so a failed run changes nothing.
+``--nproc N`` converts with N processes. Every ``*_labelTrainIds.png`` is
+first written to a temporary folder next to the ground-truth folder and moved
+next to its ``*_labelIds.png`` only once all of them are made, so a failed or
+interrupted run (Ctrl-C, SIGTERM) changes nothing.
 """
 import argparse
 import os
 import os.path as osp
-import shutil
 import sys
-import tempfile
-from typing import List
+from functools import partial
+from typing import List, Optional, Tuple
 
 import numpy as np
+from mmengine.utils import track_parallel_progress, track_progress
 from PIL import Image
+
+from mmseg_pat.utils.atomic import temporary_folder
 
 LABEL_IDS_SUFFIX = '_gtFine_labelIds.png'
 TRAIN_IDS_SUFFIX = '_gtFine_labelTrainIds.png'
@@ -58,13 +61,36 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     return _TRAIN_ID_LUT[label_ids]
 
 
-def convert_cityscapes(gt_dir: str) -> List[str]:
+def _convert_label(gt_dir: str, out_dir: str,
+                   files: Tuple[str, str]) -> Optional[str]:
+    """Write the train ids of one ``*_labelIds.png``; say what is wrong with
+    it, or None.
+
+    Args:
+        gt_dir (str): Ground-truth folder.
+        out_dir (str): Output folder, with the city folders made.
+        files (tuple[str, str]): The ``*_labelIds.png`` and the
+            ``*_labelTrainIds.png`` to write, relative to the folders.
+    """
+    src, dst = files
+    try:
+        with Image.open(osp.join(gt_dir, src)) as img:
+            train_ids = label_ids_to_train_ids(np.asarray(img))
+    except (OSError, ValueError) as err:
+        return f'{osp.join(gt_dir, src)!r}: {err}'
+    Image.fromarray(train_ids).save(osp.join(out_dir, dst))
+    return None
+
+
+def convert_cityscapes(gt_dir: str, nproc: int = 1) -> List[str]:
     """Write ``*_labelTrainIds.png`` next to every ``*_labelIds.png``.
 
     Existing ``*_labelTrainIds.png`` are replaced.
 
     Args:
         gt_dir (str): Ground-truth folder, e.g. ``data/cityscapes/gtFine``.
+        nproc (int): Number of processes that convert. Default: 1 (this
+            process).
 
     Returns:
         list[str]: The written files, relative to ``gt_dir``.
@@ -74,6 +100,8 @@ def convert_cityscapes(gt_dir: str) -> List[str]:
         ValueError: If a ``*_labelIds.png`` is unreadable or not a
             single-channel 8-bit map.
     """
+    if nproc < 1:
+        raise ValueError(f'nproc must be at least 1, got {nproc}')
     sources = sorted(
         osp.relpath(osp.join(root, file), gt_dir)
         for root, _, files in os.walk(gt_dir) for file in files
@@ -86,21 +114,22 @@ def convert_cityscapes(gt_dir: str) -> List[str]:
     targets = [
         src[:-len(LABEL_IDS_SUFFIX)] + TRAIN_IDS_SUFFIX for src in sources
     ]
-    tmp = tempfile.mkdtemp(
-        prefix='.labelTrainIds-', dir=osp.dirname(osp.abspath(gt_dir)))
-    try:
-        for src, dst in zip(sources, targets):
-            try:
-                with Image.open(osp.join(gt_dir, src)) as img:
-                    train_ids = label_ids_to_train_ids(np.asarray(img))
-            except (OSError, ValueError) as err:
-                raise ValueError(f'{osp.join(gt_dir, src)!r}: {err}') from err
-            os.makedirs(osp.join(tmp, osp.dirname(dst)), exist_ok=True)
-            Image.fromarray(train_ids).save(osp.join(tmp, dst))
+    with temporary_folder(gt_dir) as tmp:
+        for folder in sorted({osp.dirname(dst) for dst in targets}):
+            os.makedirs(osp.join(tmp, folder), exist_ok=True)
+        print(f'Converting {len(sources)} *{LABEL_IDS_SUFFIX} in {gt_dir}')
+        convert = partial(_convert_label, gt_dir, tmp)
+        tasks = list(zip(sources, targets))
+        if nproc == 1:
+            problems = track_progress(convert, tasks)
+        else:
+            problems = track_parallel_progress(convert, tasks, nproc)
+        bad = [problem for problem in problems if problem]
+        if bad:
+            raise ValueError(f'{len(bad)} of {len(sources)} label maps cannot '
+                             f'be converted, e.g. {"; ".join(bad[:5])}')
         for dst in targets:
             os.replace(osp.join(tmp, dst), osp.join(gt_dir, dst))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return targets
 
 
@@ -114,10 +143,16 @@ def main() -> None:
         '--gt-dir',
         default='gtFine',
         help='ground-truth folder in cityscapes_path (default: gtFine)')
+    parser.add_argument(
+        '--nproc',
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help='number of processes that convert (default: the CPU count, '
+        'at most 4)')
     args = parser.parse_args()
     try:
         targets = convert_cityscapes(
-            osp.join(args.cityscapes_path, args.gt_dir))
+            osp.join(args.cityscapes_path, args.gt_dir), args.nproc)
     except (OSError, ValueError) as err:
         sys.exit(f'error: {err}')
     print(f'{len(targets)} *{TRAIN_IDS_SUFFIX} written')

@@ -24,24 +24,26 @@ Output (``<idx>`` = 1-based, 4-digit frame index, as in ``splits.mat``)::
     label40/{train,test}/<idx>.png   40 classes, 0 = unlabeled
     {train,test}.txt                 the stems of each split
 
-The output is written to a temporary folder next to it and renamed into
-place, so a failed run leaves nothing behind.
+``--nproc N`` writes the frames with N processes. The output is written to a
+temporary folder next to it and renamed into place, so a failed or
+interrupted run (Ctrl-C, SIGTERM) leaves nothing behind.
 """
 import argparse
 import os
 import os.path as osp
-import shutil
 import sys
-import tempfile
-from typing import Dict, Tuple
+from functools import partial
+from typing import Dict, Optional, Tuple
 
 import numpy as np
+from mmengine.utils import track_parallel_progress, track_progress
 from PIL import Image
+
+from mmseg_pat.utils.atomic import atomic_folder
 
 try:
     import h5py
     from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
 except ImportError as err:
     raise ImportError('The NYUv2 converter needs h5py and scipy: '
                       '`pip install h5py scipy`') from err
@@ -58,15 +60,19 @@ def _load_mat(path: str) -> dict:
             'https://github.com/ankurhanda/nyuv2-meta-data')
     try:
         return loadmat(path)
-    except (MatReadError, OSError, ValueError) as err:
-        raise ValueError(f'{path!r} is not a readable .mat file ({err}); '
-                         'download it again') from err
+    # On a file cut short, scipy's reader raises anything from MatReadError
+    # to IndexError or TypeError.
+    except Exception as err:
+        raise ValueError(
+            f'{path!r} is not a readable .mat file ({type(err).__name__}: '
+            f'{err}); is it cut short? Download it again') from err
 
 
 def _field(mat: dict, key: str, path: str) -> np.ndarray:
     """The array ``mat[key]``, or a ValueError naming the file."""
     if key not in mat:
-        raise ValueError(f'{path!r} has no {key!r}; is it the right file?')
+        raise ValueError(f'{path!r} has no {key!r}; is it the right file, '
+                         'and complete?')
     return mat[key]
 
 
@@ -120,10 +126,61 @@ def load_splits(meta_dir: str, num_frames: int) -> Dict[str, np.ndarray]:
     return splits
 
 
+def _check_labeled_mat(labeled_mat: str) -> int:
+    """Number of frames of ``nyu_depth_v2_labeled.mat``; ValueError if its
+    ``images`` and ``labels`` are not what the converter reads."""
+    try:
+        mat = h5py.File(labeled_mat, 'r')
+    except OSError as err:
+        raise ValueError(
+            f'{labeled_mat!r} is not a readable MATLAB v7.3 (HDF5) file '
+            f'({err}); download nyu_depth_v2_labeled.mat again') from err
+    with mat:
+        images = _field(mat, 'images', labeled_mat)
+        labels = _field(mat, 'labels', labeled_mat)
+        # h5py reverses MATLAB's axes: (N, 3, W, H) and (N, W, H).
+        if (images.ndim != 4 or images.shape[1] != 3
+                or labels.shape != images.shape[:1] + images.shape[2:]):
+            raise ValueError(
+                f'{labeled_mat!r}: images {images.shape} and labels '
+                f'{labels.shape} are not (N, 3, W, H) and (N, W, H)')
+        return len(images)
+
+
+def _write_frame(labeled_mat: str, to40: np.ndarray, to13: np.ndarray,
+                 out_dir: str, frame: Tuple[int, str]) -> Optional[str]:
+    """Write the image and labels of one frame; say what is wrong with it,
+    or None.
+
+    Args:
+        labeled_mat (str): ``nyu_depth_v2_labeled.mat``, opened here: an
+            HDF5 file is not shared between processes.
+        to40, to13 (np.ndarray): Tables of :func:`load_label_tables`.
+        out_dir (str): Output folder, with the split folders made.
+        frame (tuple[int, str]): 0-based index in ``labeled_mat``, and the
+            output file, ``<split>/<idx>.png``.
+    """
+    i, png = frame
+    try:
+        with h5py.File(labeled_mat, 'r') as mat:
+            image = mat['images'][i].transpose(2, 1, 0)
+            raw = mat['labels'][i].T
+    except OSError as err:
+        return f'frame {i + 1:04d} is unreadable ({err})'
+    if raw.max() >= len(to40):
+        return (f'frame {i + 1:04d} has raw label {raw.max()}, the mapping '
+                f'covers 0..{len(to40) - 1}')
+    Image.fromarray(image).save(osp.join(out_dir, 'image', png))
+    Image.fromarray(to13[raw]).save(osp.join(out_dir, 'label', png))
+    Image.fromarray(to40[raw]).save(osp.join(out_dir, 'label40', png))
+    return None
+
+
 def convert_nyu(labeled_mat: str,
                 meta_dir: str,
                 out_dir: str,
-                overwrite: bool = False) -> Dict[str, int]:
+                overwrite: bool = False,
+                nproc: int = 1) -> Dict[str, int]:
     """Write the dataset under ``out_dir``.
 
     Args:
@@ -133,6 +190,8 @@ def convert_nyu(labeled_mat: str,
         out_dir (str): Output folder, the dataset's ``data_root``.
         overwrite (bool): Replace an existing, non-empty ``out_dir``.
             Default: ``False``.
+        nproc (int): Number of processes that write the frames. Default: 1
+            (this process).
 
     Returns:
         dict[str, int]: Number of frames written per split.
@@ -142,62 +201,35 @@ def convert_nyu(labeled_mat: str,
         FileExistsError: If ``out_dir`` is not empty and not ``overwrite``.
         ValueError: If an input is corrupt or inconsistent.
     """
+    if nproc < 1:
+        raise ValueError(f'nproc must be at least 1, got {nproc}')
     if not osp.isfile(labeled_mat):
         raise FileNotFoundError(
             f'{labeled_mat!r} not found; download nyu_depth_v2_labeled.mat '
             'from https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html')
-    if osp.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(
-            f'{out_dir!r} is not empty; remove it or pass --overwrite')
-    to40, to13 = load_label_tables(meta_dir)
-    try:
-        mat = h5py.File(labeled_mat, 'r')
-    except OSError as err:
-        raise ValueError(
-            f'{labeled_mat!r} is not a readable MATLAB v7.3 (HDF5) file '
-            f'({err}); download nyu_depth_v2_labeled.mat again') from err
-    parent = osp.dirname(osp.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(
-        prefix=f'.{osp.basename(osp.abspath(out_dir))}-', dir=parent)
-    try:
-        with mat:
-            images = _field(mat, 'images', labeled_mat)
-            labels = _field(mat, 'labels', labeled_mat)
-            # h5py reverses MATLAB's axes: (N, 3, W, H) and (N, W, H).
-            if (images.ndim != 4 or images.shape[1] != 3
-                    or labels.shape != images.shape[:1] + images.shape[2:]):
-                raise ValueError(
-                    f'{labeled_mat!r}: images {images.shape} and labels '
-                    f'{labels.shape} are not (N, 3, W, H) and (N, W, H)')
-            splits = load_splits(meta_dir, len(images))
-            for split, frames in splits.items():
-                for folder in ('image', 'label', 'label40'):
-                    os.makedirs(osp.join(tmp, folder, split))
-                stems = [f'{i + 1:04d}' for i in frames]
-                for i, stem in zip(frames, stems):
-                    raw = labels[i].T
-                    if raw.max() >= len(to40):
-                        raise ValueError(
-                            f'{labeled_mat!r}: frame {stem} has raw label '
-                            f'{raw.max()}, the mapping covers 0..'
-                            f'{len(to40) - 1}')
-                    png = f'{split}/{stem}.png'
-                    Image.fromarray(images[i].transpose(2, 1, 0)).save(
-                        osp.join(tmp, 'image', png))
-                    Image.fromarray(to13[raw]).save(
-                        osp.join(tmp, 'label', png))
-                    Image.fromarray(to40[raw]).save(
-                        osp.join(tmp, 'label40', png))
-                with open(osp.join(tmp, f'{split}.txt'), 'w') as f:
-                    f.writelines(stem + '\n' for stem in stems)
-        if osp.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {split: len(frames) for split, frames in splits.items()}
+    with atomic_folder(out_dir, overwrite) as tmp:
+        to40, to13 = load_label_tables(meta_dir)
+        splits = load_splits(meta_dir, _check_labeled_mat(labeled_mat))
+        frames = []
+        for split, ndxs in splits.items():
+            for folder in ('image', 'label', 'label40'):
+                os.makedirs(osp.join(tmp, folder, split))
+            frames += [(i, f'{split}/{i + 1:04d}.png') for i in ndxs]
+        print(f'Writing {len(frames)} frames from {labeled_mat}')
+        write = partial(_write_frame, labeled_mat, to40, to13, tmp)
+        if nproc == 1:
+            problems = track_progress(write, frames)
+        else:
+            problems = track_parallel_progress(write, frames, nproc)
+        bad = [problem for problem in problems if problem]
+        if bad:
+            raise ValueError(f'{labeled_mat!r}: {len(bad)} of {len(frames)} '
+                             'frames cannot be converted, e.g. '
+                             f'{"; ".join(bad[:5])}')
+        for split, ndxs in splits.items():
+            with open(osp.join(tmp, f'{split}.txt'), 'w') as f:
+                f.writelines(f'{i + 1:04d}\n' for i in ndxs)
+    return {split: len(ndxs) for split, ndxs in splits.items()}
 
 
 def main() -> None:
@@ -217,10 +249,16 @@ def main() -> None:
         '--overwrite',
         action='store_true',
         help='replace a non-empty output folder')
+    parser.add_argument(
+        '--nproc',
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help='number of processes that write the frames (default: the '
+        'CPU count, at most 4)')
     args = parser.parse_args()
     try:
         counts = convert_nyu(args.labeled_mat, args.meta_dir, args.out_dir,
-                             args.overwrite)
+                             args.overwrite, args.nproc)
     except (OSError, ValueError) as err:
         sys.exit(f'error: {err}')
     print(f'{counts} frames written to {args.out_dir}')

@@ -15,23 +15,27 @@ segmentation uses::
     annotations/{list,trainval,test}.txt
 
 Every image of ``trainval.txt`` and ``test.txt`` must be there with a trimap
-of the same size; the rest of the archives (head boxes, macOS ``._*`` files,
-unlisted images) is left out. The output is written to a temporary folder
-next to it and renamed into place, so a failed run leaves nothing behind.
+of the same size, and both must decode whole; the rest of the archives (head
+boxes, macOS ``._*`` files, unlisted images) is left out. ``--nproc N``
+decodes with N processes. The output is written to a temporary folder next
+to it and renamed into place, so a failed or interrupted run (Ctrl-C,
+SIGTERM) leaves nothing behind.
 """
 import argparse
 import os
 import os.path as osp
 import posixpath
-import shutil
 import sys
 import tarfile
-import tempfile
-from typing import Iterator, List, Sequence, Tuple
+from functools import partial
+from typing import Iterator, List, Optional, Sequence, Tuple
 
+from mmengine.utils import (track_iter_progress, track_parallel_progress,
+                            track_progress)
 from PIL import Image
 
 from mmseg_pat.datasets.oxford_pet import split_names
+from mmseg_pat.utils.atomic import atomic_folder
 
 SPLIT_LISTS = ('list.txt', 'trainval.txt', 'test.txt')
 # Split lists whose images are converted (list.txt names the same images).
@@ -80,34 +84,59 @@ def _read_files(source: str, top: str,
                          'download it again') from err
 
 
-def _check_image_pairs(out_dir: str, names: List[str]) -> None:
-    """Check that every image has a trimap of its size; raise ValueError."""
-    missing, bad = [], []
-    for name in names:
-        img = osp.join(out_dir, 'images', name + '.jpg')
-        trimap = osp.join(out_dir, 'annotations', 'trimaps', name + '.png')
-        if not (osp.isfile(img) and osp.isfile(trimap)):
-            missing.append(name)
-            continue
+def _pair_members(name: str) -> Tuple[str, str]:
+    """The image ``name`` and its trimap as members of the archives."""
+    return f'images/{name}.jpg', f'annotations/trimaps/{name}.png'
+
+
+def _decode_pair(out_dir: str, name: str) -> Optional[str]:
+    """Decode the image ``name`` and its trimap whole (a file cut short can
+    have an intact header); say what is wrong with them, or None."""
+    sizes = []
+    for member in _pair_members(name):
         try:
-            with Image.open(img) as i, Image.open(trimap) as t:
-                if i.size != t.size:
-                    bad.append(f'{name} (image {i.size}, trimap {t.size})')
-        except OSError as err:
-            bad.append(f'{name} ({err})')
+            with Image.open(osp.join(out_dir, *member.split('/'))) as img:
+                img.load()
+                sizes.append(img.size)
+        # Pillow raises SyntaxError for a damaged PNG chunk.
+        except (OSError, SyntaxError) as err:
+            return f'{member} ({err})'
+    image, trimap = sizes
+    if image != trimap:
+        return f'{name} (image {image}, trimap {trimap})'
+    return None
+
+
+def _check_image_pairs(out_dir: str, names: List[str], nproc: int) -> None:
+    """Check that every image has a trimap of its size and that both decode;
+    raise ValueError."""
+    missing = [
+        name for name in names if not all(
+            osp.isfile(osp.join(out_dir, *member.split('/')))
+            for member in _pair_members(name))
+    ]
     if missing:
         raise ValueError(
             f'{len(missing)} listed images lack the image or the trimap, '
             f'e.g. {missing[:5]}; are the archives complete?')
+    print(f'Decoding {len(names)} images and their trimaps')
+    decode = partial(_decode_pair, out_dir)
+    if nproc == 1:
+        problems = track_progress(decode, names)
+    else:
+        problems = track_parallel_progress(decode, names, nproc)
+    bad = [problem for problem in problems if problem]
     if bad:
-        raise ValueError(f'{len(bad)} unreadable or mismatched image/trimap '
-                         f'pairs, e.g. {bad[:5]}')
+        raise ValueError(f'{len(bad)} of {len(names)} image/trimap pairs are '
+                         'unreadable or mismatched, e.g. '
+                         f'{"; ".join(bad[:5])}; download the archives again')
 
 
 def convert_oxford_pet(images: str,
                        annotations: str,
                        out_dir: str,
-                       overwrite: bool = False) -> List[str]:
+                       overwrite: bool = False,
+                       nproc: int = 1) -> List[str]:
     """Write the dataset under ``out_dir``.
 
     Args:
@@ -117,6 +146,8 @@ def convert_oxford_pet(images: str,
         out_dir (str): Output folder, the dataset's ``data_root``.
         overwrite (bool): Replace an existing, non-empty ``out_dir``.
             Default: ``False``.
+        nproc (int): Number of processes that decode the written images.
+            Default: 1 (this process).
 
     Returns:
         list[str]: Names of the converted images (trainval, then test).
@@ -126,14 +157,9 @@ def convert_oxford_pet(images: str,
         FileExistsError: If ``out_dir`` is not empty and not ``overwrite``.
         ValueError: If an input is corrupt or incomplete.
     """
-    if osp.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(
-            f'{out_dir!r} is not empty; remove it or pass --overwrite')
-    parent = osp.dirname(osp.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(
-        prefix=f'.{osp.basename(osp.abspath(out_dir))}-', dir=parent)
-    try:
+    if nproc < 1:
+        raise ValueError(f'nproc must be at least 1, got {nproc}')
+    with atomic_folder(out_dir, overwrite) as tmp:
         ann_dir = osp.join(tmp, 'annotations')
         os.makedirs(osp.join(ann_dir, 'trimaps'))
         os.makedirs(osp.join(tmp, 'images'))
@@ -144,25 +170,25 @@ def convert_oxford_pet(images: str,
                                  f'annotations/{list_name}')
             with open(osp.join(ann_dir, list_name), 'wb') as f:
                 f.write(lists[list_name])
-        names = [
-            name for list_name in CONVERTED_SPLITS for name in split_names(
-                lists[list_name].decode().splitlines())
-        ]
+        names = []
+        for list_name in CONVERTED_SPLITS:
+            listed = split_names(lists[list_name].decode().splitlines())
+            if not listed:
+                raise ValueError(f'{annotations!r}: annotations/{list_name} '
+                                 'names no image; download it again')
+            names += listed
         for top, source, folder, suffix in (
             ('annotations', annotations, 'trimaps/', '.png'),
             ('images', images, '', '.jpg'),
         ):
             wanted = [folder + name + suffix for name in names]
-            for path, content in _read_files(source, top, wanted):
+            print(f'Copying {len(wanted)} {top}/{folder}*{suffix} from '
+                  f'{source}')
+            files = _read_files(source, top, wanted)
+            for path, content in track_iter_progress((files, len(wanted))):
                 with open(osp.join(tmp, top, *path.split('/')), 'wb') as f:
                     f.write(content)
-        _check_image_pairs(tmp, names)
-        if osp.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _check_image_pairs(tmp, names, nproc)
     return names
 
 
@@ -184,10 +210,16 @@ def main() -> None:
         '--overwrite',
         action='store_true',
         help='replace a non-empty output folder')
+    parser.add_argument(
+        '--nproc',
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help='number of processes that decode the images (default: the '
+        'CPU count, at most 4)')
     args = parser.parse_args()
     try:
         names = convert_oxford_pet(args.images, args.annotations,
-                                   args.out_dir, args.overwrite)
+                                   args.out_dir, args.overwrite, args.nproc)
     except (OSError, ValueError) as err:
         sys.exit(f'error: {err}')
     print(f'{len(names)} images written to {args.out_dir}')
