@@ -7,9 +7,11 @@ import os.path as osp
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 
 from mmseg_pat.engine import PredictionMemory
 
@@ -157,3 +159,21 @@ def test_slurm_scripts_start_one_task_per_gpu(tmp_path, script, args):
     start = next(i for i, w in enumerate(words) if w.endswith(tool))
     assert words[start + 1:] == args[2:3] + args[3:-1] + [
         '--launcher=slurm', args[-1]]
+
+
+def test_a_restore_failure_stops_every_rank(tmp_path, shapes_root):
+    """Two ranks resume from a checkpoint whose memory snapshot is corrupt:
+    both stop with the reason, none is left waiting in a collective."""
+    config, work_dir = _config(tmp_path, shapes_root, 'first', 4)
+    _wait([_launch(config, 1, 0, 2, _free_port())])
+    ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'), weights_only=False)
+    ckpt['prev_prediction_memory']['table'].view(-1)[0] += 1
+    torch.save(ckpt, str(tmp_path / 'corrupt.pth'))
+    config, _ = _config(tmp_path, shapes_root, 'resumed', 6)
+    start = time.time()
+    done = _launch(config, 1, 0, 2, _free_port(),
+                   f'load_from={tmp_path}/corrupt.pth', resume=True)
+    out = done.communicate(timeout=300)[0]
+    assert done.returncode != 0
+    assert out.count("prediction-memory snapshot is corrupt") >= 2, out[-3000:]
+    assert time.time() - start < 240  # no rank hung until a timeout
