@@ -1,8 +1,10 @@
 """The loss study (``mmseg_pat.analysis``) and its command lines
 (tools/analysis/loss_study.py, plot_study.py): a tiny study writes the
-right tables, the mean ± std aggregation is right on a hand-made table,
-the runs share one count of the training set, every plot function writes a
-PNG, the weight map holds PAT's weights."""
+right tables and learning curves, the mean ± std aggregation is right on a
+hand-made table, the runs share one count of the training set, every plot
+function writes a PNG, the weight map holds PAT's weights; the studies in
+depth: a leave-one-breed-out fold trains and evaluates on disjoint breeds,
+the memory grid reaches the hook and CE runs once for all grids."""
 import csv
 import math
 import os
@@ -14,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmseg.registry import DATASETS, HOOKS
 
 from mmseg_pat.analysis import plots, runs, study
 from mmseg_pat.models.losses import PATLoss
@@ -66,7 +70,8 @@ def tiny_study(tmp_path_factory, shapes_root):
         patch.setitem(study.PRESETS, 'tiny',
                       dict(TINY_PRESET, data_root=shapes_root))
         patch.setitem(study.METHODS, 'broken', BROKEN)
-        summary = _cli('loss_study')(['--preset', 'tiny', '--out', out])
+        summary = _cli('loss_study')(
+            ['--preset', 'tiny', '--out', out, '--val-interval', '2'])
     return out, summary
 
 
@@ -154,8 +159,31 @@ def test_study_writes_summary_tables(tiny_study):
         command = f.read()
     assert '--preset tiny' in command and 'wall time' in command
     for name in ('per_class_iou.png', 'weighting_curves.png',
-                 'pat_weights_example.png'):
+                 'pat_weights_example.png', 'learning_curves.png'):
         assert _is_png(osp.join(out, name)), name
+
+
+def test_validating_every_n_iterations_gives_learning_curves(tiny_study):
+    """--val-interval 2 of 4 iterations: two evaluations per run, in
+    curves.csv (the last one is the run's result) and curves.md."""
+    out, _ = tiny_study
+    cfg = Config.fromfile(
+        _read_csv(osp.join(out, 'runs.csv'))[0]['config'])
+    assert (cfg.train_cfg.val_interval, cfg.train_cfg.max_iters) == (2, 4)
+    points = _read_csv(osp.join(out, 'curves.csv'))
+    assert list(points[0])[:4] == ['method', 'seed', 'variant', 'iter']
+    assert [(p['method'], p['iter']) for p in points] == [
+        ('ce', '2'), ('ce', '4'), ('pat', '2'), ('pat', '4')]
+    runs_by_method = {r['method']: r
+                      for r in _read_csv(osp.join(out, 'runs.csv'))}
+    for point in points[1::2]:
+        assert float(point['mIoU']) == pytest.approx(
+            float(runs_by_method[point['method']]['mIoU']))
+    with open(osp.join(out, 'curves.md')) as f:
+        table = f.read()
+    for text in ('| iteration | ce | pat | Δ pat vs ce |', '| 2 |', '| 4 |',
+                 'tail mIoU'):
+        assert text in table, text
 
 
 def _row(method, seed, miou, tail, variant='', status='ok'):
@@ -195,6 +223,110 @@ def test_summarize_hand_made_table():
     assert '3 (1 failed)' in table
 
 
+def test_paired_gains_share_a_baseline_with_no_variant():
+    """CE keeps no memory: its runs (no variant) are the baseline of every
+    memory grid; pooling variants keeps the pairs by variant and seed."""
+    rows = [_row('ce', 0, 40.0, 10.0), _row('ce', 1, 42.0, 12.0)]
+    rows += [_row('pat', seed, 40.0 + seed + gain, 10.0 + 2 * seed + gain,
+                  f'memory_grid={grid}')
+             for grid, gain in ((16, 1.0), (128, 3.0)) for seed in (0, 1)]
+    gains = runs.paired_gains(rows, 'ce', 'tail_mIoU')
+    assert gains == {('memory_grid=16', 'pat'): (1.0, 0.0, 2),
+                     ('memory_grid=128', 'pat'): (3.0, 0.0, 2)}
+    folds = [_row('ce', 0, 40.0, 10.0, 'held_out_breed=a'),
+             _row('pat', 0, 41.0, 14.0, 'held_out_breed=a'),
+             _row('ce', 0, 30.0, 0.0, 'held_out_breed=b'),
+             _row('pat', 0, 30.0, 2.0, 'held_out_breed=b')]
+    pooled = {e['method']: e
+              for e in study.summarize(study.pooled(folds))}
+    assert pooled['pat']['variant'] == 'all'
+    assert pooled['pat']['gain_tail_mIoU_mean'] == pytest.approx(3.0)
+    assert pooled['pat']['gain_tail_mIoU_std'] == pytest.approx(math.sqrt(2))
+    assert pooled['ce']['mIoU_mean'] == pytest.approx(35.0)
+
+
+def test_memory_grid_reaches_the_hook_and_ce_runs_once(shapes_root,
+                                                       tmp_path):
+    preset = dict(TINY_PRESET, data_root=shapes_root, seeds=(0, 1))
+    planned = study.plan_runs(preset, str(tmp_path), ['ce', 'pat'],
+                              variants=[{study.MEMORY_GRID: 16},
+                                        {study.MEMORY_GRID: 64}])
+    assert [r['label'] for r in planned] == [
+        'ce/seed0', 'memory_grid=16/pat/seed0', 'ce/seed1',
+        'memory_grid=16/pat/seed1', 'memory_grid=64/pat/seed0',
+        'memory_grid=64/pat/seed1']
+    assert planned[0]['work_dir'] == str(tmp_path / 'ce' / 'seed0')
+    for run in planned:
+        cfg = Config.fromfile(run['config_path'])
+        hooks = [h for h in cfg.custom_hooks
+                 if h['type'] == 'PrevPredictionHook']
+        if run['method'] == 'ce':
+            assert hooks == []
+            with pytest.raises(ValueError, match='no PrevPredictionHook'):
+                study.set_memory_grid(cfg, 16)
+            continue
+        grid = int(run['variant'].split('=')[1])
+        hook = HOOKS.build(hooks[0])
+        assert hook.grid == (grid, grid)
+        # the other hooks of the config and the data are untouched
+        assert cfg.train_dataloader.dataset.data_root == shapes_root
+    assert study.PRESETS['oxfordpet_grid']['variants'] == [
+        {study.MEMORY_GRID: g} for g in (16, 32, 64, 128, 256)]
+
+
+def test_memory_sizes_are_rows_times_cols_bytes_per_image():
+    table = study.memory_sizes([16, 128])
+    # Cityscapes: 2975 images x 128 x 256 cells, one byte each
+    assert f'128 x 256: {2975 * 128 * 256 / 2**20:.1f} MiB' in table
+    assert f'16 x 16: {3680 * 16 * 16 / 2**20:.1f} MiB' in table
+    assert table.count('\n') == 4
+
+
+def _split(path):
+    with open(path) as f:
+        return [line.strip() for line in f]
+
+
+def test_leave_one_breed_out_folds_are_disjoint_by_breed(
+        oxford_pet_root, tmp_path):
+    """Each fold trains on the other listed breeds (not on a breed outside
+    the preset's, here beagle) and evaluates on every image of the held
+    out one, from both official lists; the split lists are the run's own,
+    the shared data root is not written to."""
+    preset = study.PRESETS['oxfordpet_breeds']
+    before = sorted(os.listdir(osp.join(oxford_pet_root, 'annotations')))
+    planned = study.plan_runs(preset, str(tmp_path), ['ce'], [0],
+                              data_root=oxford_pet_root)
+    assert [r['variant'] for r in planned] == [
+        f'held_out_breed={b}' for b in study.PET_BREEDS]
+    for run in planned:
+        held_out = run['variant'].split('=')[1]
+        cfg = Config.fromfile(run['config_path'])
+        train = _split(cfg.train_dataloader.dataset.ann_file)
+        test = _split(cfg.val_dataloader.dataset.ann_file)
+        assert cfg.test_dataloader.dataset.ann_file == (
+            cfg.val_dataloader.dataset.ann_file)
+        assert osp.dirname(cfg.train_dataloader.dataset.ann_file) == osp.join(
+            run['work_dir'], 'split')
+        train_breeds = {study.breed_of(n) for n in train}
+        assert {study.breed_of(n) for n in test} == {held_out}
+        assert train_breeds == set(study.PET_BREEDS) - {held_out}
+        assert len(test) == {'Abyssinian': 2, 'Bengal': 2,
+                             'american_bulldog': 1}[held_out]
+        # the dataset reads the run's lists from the shared data root
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            dataset = DATASETS.build(cfg.val_dataloader.dataset)
+        assert [
+            osp.basename(dataset.get_data_info(i)['img_path'])
+            for i in range(len(dataset))
+        ] == [f'{n}.jpg' for n in test]
+    assert sorted(os.listdir(osp.join(oxford_pet_root, 'annotations'))) == (
+        before)
+    with pytest.raises(ValueError, match="'beagle' is not one of"):
+        study.write_breed_fold(oxford_pet_root, 'beagle', study.PET_BREEDS,
+                               str(tmp_path / 'beagle'))
+
+
 def test_set_method_and_iterations():
     cfg = Config.fromfile(
         osp.join(PROJECT, 'configs/_base_/experiments/upernet_oxfordpet.py'))
@@ -216,6 +348,11 @@ def test_set_method_and_iterations():
     assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 400
     with pytest.raises(ValueError, match='iters must be >= 1'):
         study.set_iterations(cfg, 0)
+    study.set_iterations(cfg, 1000, val_interval=100)
+    assert (cfg.train_cfg.max_iters, cfg.train_cfg.val_interval) == (1000,
+                                                                     100)
+    with pytest.raises(ValueError, match='val_interval must be >= 1'):
+        study.set_iterations(cfg, 1000, val_interval=0)
 
 
 def test_oxfordpet_preset_without_the_sample_says_what_to_pass(
@@ -300,6 +437,18 @@ def test_plot_functions_write_png(tiny_study, tmp_path):
             for ratio in (5, 25) for seed in (0, 1)
             for method, gain in (('ce', 0), ('pat', 1))
         ], str(tmp_path / 'gain.png')),
+        plots.plot_gain_vs_variant([
+            _row(method, seed, 40.0 + seed + gain, gain,
+                 f'held_out_breed={breed}')
+            for breed in ('Bengal', 'american_bulldog') for seed in (0, 1)
+            for method, gain in (('ce', 0), ('pat', 1), ('pat_sqrt', 2))
+        ], str(tmp_path / 'gain_by_breed.png')),
+        plots.plot_learning_curves([
+            dict(_row(method, seed, 30.0 + step / 10 + gain, gain),
+                 iter=step)
+            for step in (100, 200, 300) for seed in (0, 1, 2)
+            for method, gain in (('ce', 0), ('pat', seed))
+        ], str(tmp_path / 'curves.png')),
     ]
     for path in paths:
         assert _is_png(path), path
@@ -342,7 +491,8 @@ def test_plot_cli_on_work_dirs(tiny_study, tmp_path, capsys):
         str(tmp_path)
     ])
     assert {osp.basename(p) for p in paths} == {
-        'per_class_iou.png', 'weighting_curves.png', 'pat_weights_example.png'
+        'per_class_iou.png', 'weighting_curves.png',
+        'pat_weights_example.png', 'learning_curves.png'
     }
     assert all(_is_png(p) for p in paths)
     assert str(tmp_path) in capsys.readouterr().out

@@ -3,8 +3,9 @@
 A run is the work dir of ``tools/train.py`` evaluated at the end by
 ``LongTailIoUMetric``; :func:`read_run` turns it into one row of metrics
 and paths, as written to a study's ``runs.csv`` (:func:`load_runs` reads
-that table back). :func:`mean_std` and :func:`paired_gains` aggregate the
-rows over seeds.
+that table back); :func:`read_curve` gives every evaluation of a run that
+validated during training (a learning curve). :func:`mean_std` and
+:func:`paired_gains` aggregate the rows over seeds.
 """
 import csv
 import json
@@ -66,6 +67,19 @@ def _find_relative(path: str, work_dir: str) -> str:
         folder = parent
 
 
+def _read_scalars(work_dir: str) -> Tuple[str, List[Dict]]:
+    """The newest log folder of a run and the records of its
+    ``vis_data/scalars.json``."""
+    log_dir = _latest_log_dir(work_dir)
+    with open(osp.join(log_dir, 'vis_data', 'scalars.json')) as f:
+        return log_dir, [json.loads(line) for line in f if line.strip()]
+
+
+def _evaluations(records: Sequence[Dict]) -> List[Dict]:
+    """The evaluation records of a log (training records have ``iter``)."""
+    return [r for r in records if 'mIoU' in r and 'iter' not in r]
+
+
 def read_run(work_dir: str, warmup_fraction: float = 0.1) -> Dict:
     """Metrics of a training run, from its work dir.
 
@@ -89,11 +103,9 @@ def read_run(work_dir: str, warmup_fraction: float = 0.1) -> Dict:
         FileNotFoundError: If the work dir has no training log.
         ValueError: If the log has no evaluation.
     """
-    log_dir = _latest_log_dir(work_dir)
-    with open(osp.join(log_dir, 'vis_data', 'scalars.json')) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    log_dir, records = _read_scalars(work_dir)
     train = [r for r in records if 'iter' in r]
-    evaluations = [r for r in records if 'mIoU' in r and 'iter' not in r]
+    evaluations = _evaluations(records)
     if not evaluations:
         raise ValueError(f'{log_dir}: the log has no evaluation (mIoU); did '
                          'the training finish?')
@@ -126,6 +138,62 @@ def read_run(work_dir: str, warmup_fraction: float = 0.1) -> Dict:
             work_dir),
         checkpoint=checkpoint)
     return result
+
+
+def read_curve(work_dir: str) -> List[Dict]:
+    """Every evaluation of a run, in order: its learning curve.
+
+    Args:
+        work_dir (str): The run's work dir (validated every N iterations,
+            e.g. ``train_cfg.val_interval=100``).
+
+    Returns:
+        list[dict]: ``iter`` (the training iteration of the evaluation) and
+        the metrics as logged (``mIoU``, ``tail_mIoU``, ``IoU.<class>``,
+        ...), one per evaluation.
+
+    Raises:
+        FileNotFoundError: If the work dir has no training log.
+    """
+    _, records = _read_scalars(work_dir)
+    return [
+        dict(iter=r['step'],
+             **{k: v
+                for k, v in r.items() if k not in _NOT_METRICS})
+        for r in _evaluations(records)
+    ]
+
+
+def collect_curves(rows: Sequence[Dict]) -> List[Dict]:
+    """The learning curves of the runs that evaluated more than once.
+
+    Args:
+        rows (Sequence[dict]): Per-run rows with ``work_dir``; runs that
+            failed, whose work dir is gone or that evaluated once are left
+            out.
+
+    Returns:
+        list[dict]: One row per (run, evaluation): ``method``, ``seed``,
+        ``variant``, then :func:`read_curve`'s ``iter`` and metrics.
+    """
+    points = []
+    for row in finished(rows):
+        work_dir = str(row.get('work_dir') or '')
+        if not osp.isdir(work_dir):
+            continue
+        try:
+            curve = read_curve(work_dir)
+        except FileNotFoundError:
+            continue
+        if len(curve) > 1:
+            points += [
+                dict(
+                    method=row['method'],
+                    seed=row.get('seed', ''),
+                    variant=variant_of(row),
+                    **point) for point in curve
+            ]
+    return points
 
 
 def evaluation_report(work_dir: str) -> str:
@@ -231,17 +299,22 @@ def paired_gains(rows: Sequence[Dict], baseline: str,
         dict: ``(variant, method) -> (mean, std, n)`` of the differences
         ``metric(method, seed) - metric(baseline, seed)`` over the n seeds
         where both ran with a finite value (std with ddof=1, 0 if n = 1).
-        The baseline itself and methods with no pair are left out.
+        A baseline run with no variant is the baseline of every variant
+        that has none of its own (e.g. CE, which keeps no memory, for each
+        memory grid of PAT). The baseline itself and methods with no pair
+        are left out.
     """
     rows = finished(rows)
     base = {(variant_of(r), str(r.get('seed', ''))): float(r[metric])
             for r in rows if r['method'] == baseline and metric in r}
     diffs: Dict[Tuple[str, str], List[float]] = {}
     for row in rows:
-        key = (variant_of(row), str(row.get('seed', '')))
-        if row['method'] == baseline or key not in base or metric not in row:
+        seed = str(row.get('seed', ''))
+        reference = base.get((variant_of(row), seed), base.get(('', seed)))
+        if (row['method'] == baseline or reference is None
+                or metric not in row):
             continue
-        diff = float(row[metric]) - base[key]
+        diff = float(row[metric]) - reference
         if not math.isnan(diff):
             diffs.setdefault((variant_of(row), row['method']), []).append(diff)
     return {key: (*mean_std(d), len(d)) for key, d in diffs.items()}

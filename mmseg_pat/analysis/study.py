@@ -14,8 +14,18 @@ and read back from the work dir (:func:`~mmseg_pat.analysis.runs.read_run`).
 * ``results.csv`` and ``results.md``: mean ± std over the seeds of each
   method, and its gain over the baseline paired by seed
   (:func:`write_results`, which rebuilds them from a ``runs.csv`` too);
+* ``curves.csv`` and ``curves.md`` when the runs validate every N
+  iterations (:func:`write_curves`): the learning curves and the gain at
+  each evaluation;
+* ``memory_size.md`` when the variants are memory grids
+  (:func:`memory_sizes`);
 * the plots of :func:`~mmseg_pat.analysis.plots.plot_study` and
   ``COMMAND.txt`` (command line, wall time, machine).
+
+Variants make one study per setting, each paired with its own baseline:
+the imbalance ratio of the generated data, the breed held out of
+Oxford-IIIT Pet (:func:`set_breed_fold`), PrevPredictionHook's grid
+(:func:`set_memory_grid`; the baseline keeps no memory and runs once).
 
 The presets' configs and ``tools/train.py`` are those of the checkout the
 package is installed from (editable, as ``make setup`` installs it).
@@ -31,19 +41,21 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from itertools import product
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS
 
 from mmseg_pat.datasets import cached_class_counts
+from mmseg_pat.datasets.oxford_pet import split_names
 from mmseg_pat.utils.class_prior import FROM_TRAIN_SET
 from mmseg_pat.utils.launch import iter_heads
 
 from .plots import plot_study
-from .runs import (evaluation_report, finished, mean_std, paired_gains,
-                   read_run, slug, variant_of)
+from .runs import (collect_curves, evaluation_report, finished, mean_std,
+                   methods_of, paired_gains, read_run, slug, variant_of)
 
 PROJECT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -78,27 +90,65 @@ DEMO_CONFIG = 'configs/demo/segformer_long_tail_shapes_pat.py'
 # the rarest class still has a few instances in the validation set.
 _STUDY_SHAPES = dict(num_train=800, num_val=400)
 
+#: Variant keys the study applies itself (any other key of a variant is a
+#: parameter of a generated dataset, such as ``imbalance_ratio``):
+#: ``held_out_breed`` trains on the other breeds of the preset's
+#: ``breeds`` and evaluates on this one (:func:`set_breed_fold`);
+#: ``memory_grid`` is PrevPredictionHook's grid, N (N x N cells) or
+#: (rows, cols) (:func:`set_memory_grid`).
+HELD_OUT_BREED = 'held_out_breed'
+MEMORY_GRID = 'memory_grid'
+#: The breeds of the shared Oxford-IIIT Pet sample (its PROVENANCE.md).
+PET_BREEDS = ('Abyssinian', 'Bengal', 'american_bulldog')
+#: Memory grids (cells a side) of the ``oxfordpet_grid`` preset.
+MEMORY_GRIDS = (16, 32, 64, 128, 256)
+
+# The real Oxford-IIIT Pet sample, SegFormer MiT-B0 from random init, at
+# 128 x 128 (each photograph resized to fit 160 x 160 first).
+_OXFORD_PET = dict(
+    config='configs/_base_/experiments/segformer_oxfordpet.py',
+    sample='oxford_pet',
+    seeds=(0, 1, 2),
+    iters=200,
+    shrink=dict(scale=(160, 160), crop=(128, 128), batch_size=4),
+    # From random init and for a few hundred iterations, 10x the recipe's
+    # learning rate (the head keeps its 10x on top).
+    cfg_options={'optim_wrapper.optimizer.lr': 6e-4})
+# CE, PAT's defaults and PAT's best setting on this data set.
+_PAT_VS_CE = ('ce', 'pat', 'pat_sqrt')
+
 #: Ready studies. Keys: ``config`` (relative to the project), ``data_root``
 #: (None: the config's), ``sample`` (instead of ``data_root``: a folder of
 #: the real samples, see :func:`samples_dir`), ``methods``, ``seeds``,
-#: ``iters`` (None: the config's), ``shrink`` (:func:`shrink_config`
-#: arguments, skipped with ``shrink=False``), ``generation`` (overrides of a
-#: generated dataset's parameters), ``variants`` (one study per set of
-#: generation overrides, each in its own data root), ``cfg_options``,
-#: ``show_log`` (stream the training logs).
+#: ``iters`` (None: the config's), ``val_interval`` (validate every this
+#: many iterations, for learning curves; None: once, at the end),
+#: ``shrink`` (:func:`shrink_config` arguments, skipped with
+#: ``shrink=False``), ``generation`` (overrides of a generated dataset's
+#: parameters), ``variants`` (one study per variant: generation overrides,
+#: each in its own data root, or the keys :data:`HELD_OUT_BREED` and
+#: :data:`MEMORY_GRID`), ``breeds`` (those of :data:`HELD_OUT_BREED`
+#: folds), ``pool_variants`` (also tabulate all variants together),
+#: ``cfg_options``, ``show_log`` (stream the training logs).
 PRESETS = {
-    # The real Oxford-IIIT Pet sample, SegFormer MiT-B0 from random init.
     'oxfordpet':
+    dict(_OXFORD_PET, methods=tuple(METHODS)),
+    # Does the gain last? 5x the schedule, validated every 100 iterations.
+    'oxfordpet_long':
+    dict(_OXFORD_PET, methods=_PAT_VS_CE, iters=1000, val_interval=100),
+    # Does it generalise to unseen kinds of images? Leave one breed out.
+    'oxfordpet_breeds':
     dict(
-        config='configs/_base_/experiments/segformer_oxfordpet.py',
-        sample='oxford_pet',
-        methods=tuple(METHODS),
-        seeds=(0, 1, 2),
-        iters=200,
-        shrink=dict(scale=(160, 160), crop=(128, 128), batch_size=4),
-        # From random init and for a few hundred iterations, 10x the
-        # recipe's learning rate (the head keeps its 10x on top).
-        cfg_options={'optim_wrapper.optimizer.lr': 6e-4}),
+        _OXFORD_PET,
+        methods=_PAT_VS_CE,
+        breeds=PET_BREEDS,
+        variants=[{HELD_OUT_BREED: b} for b in PET_BREEDS],
+        pool_variants=True),
+    # Which memory resolution? CE runs once: it keeps no memory.
+    'oxfordpet_grid':
+    dict(
+        _OXFORD_PET,
+        methods=('ce', 'pat'),
+        variants=[{MEMORY_GRID: g} for g in MEMORY_GRIDS]),
     'shapes':
     dict(
         config=DEMO_CONFIG,
@@ -136,6 +186,15 @@ RUN_COLUMNS = ('method', 'seed', 'variant', 'status', 'aAcc', 'mIoU',
                'body_mAcc', 'tail_mAcc', 'time_per_iter', 'final_loss',
                'iters')
 PATH_COLUMNS = ('work_dir', 'config', 'class_counts', 'checkpoint')
+#: The columns of ``curves.csv``: one row per evaluation of each run.
+CURVE_COLUMNS = ('method', 'seed', 'variant', 'iter', 'aAcc', 'mIoU',
+                 'mAcc', 'head_mIoU', 'body_mIoU', 'tail_mIoU')
+#: Training images of the full data sets, and the grid of N cells a side
+#: for their images' shape: the memory's size of :func:`memory_sizes`.
+FULL_DATASETS = (
+    ('Oxford-IIIT Pet trainval', 3680, lambda n: (n, n)),
+    ('Cityscapes train', 2975, lambda n: (n, 2 * n)),
+)
 
 
 def samples_dir() -> str:
@@ -235,18 +294,30 @@ def set_data(cfg: Config, data_root: str, generation: Dict) -> None:
             dataset.generation.update(generation)
 
 
-def set_iterations(cfg: Config, iters: int) -> None:
-    """Train ``iters`` iterations, validate and save once at the end, and
-    rescale the iteration-based learning-rate schedule to the new length.
+def set_iterations(cfg: Config,
+                   iters: int,
+                   val_interval: Optional[int] = None) -> None:
+    """Train ``iters`` iterations, validate every ``val_interval`` and at
+    the end, and rescale the iteration-based learning-rate schedule to the
+    new length.
+
+    Args:
+        cfg (Config): The run's config.
+        iters (int): Training iterations.
+        val_interval (int, optional): Validate every this many iterations
+            (a learning curve). Default: None (once, at the end).
 
     Raises:
-        ValueError: If the config does not train by iterations.
+        ValueError: If the config does not train by iterations, or
+            ``iters`` or ``val_interval`` is below 1.
     """
     if cfg.train_cfg.get('type') != 'IterBasedTrainLoop':
         raise ValueError('the study needs an IterBasedTrainLoop, got '
                          f"{cfg.train_cfg.get('type')}")
     if iters < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
+    if val_interval is not None and val_interval < 1:
+        raise ValueError(f'val_interval must be >= 1, got {val_interval}')
     scale = iters / cfg.train_cfg.max_iters
     schedulers = cfg.get('param_scheduler') or []
     for scheduler in (schedulers
@@ -257,7 +328,8 @@ def set_iterations(cfg: Config, iters: int) -> None:
         scheduler.begin = round(scheduler.get('begin', 0) * scale)
         end = min(scheduler.get('end', math.inf), cfg.train_cfg.max_iters)
         scheduler.end = max(round(end * scale), scheduler.begin + 1)
-    cfg.train_cfg.update(max_iters=iters, val_interval=iters)
+    # MMEngine's IterBasedTrainLoop also validates at the last iteration.
+    cfg.train_cfg.update(max_iters=iters, val_interval=val_interval or iters)
 
 
 def set_method(cfg: Config, loss: Dict) -> None:
@@ -276,6 +348,95 @@ def set_method(cfg: Config, loss: Dict) -> None:
     if needs_memory(loss):
         hooks += memory[:1] or [dict(type='PrevPredictionHook')]
     cfg.custom_hooks = hooks
+
+
+def set_memory_grid(cfg: Config, grid: Union[int, Sequence[int]]) -> None:
+    """Give the config's PrevPredictionHook the grid ``grid``: N (N x N
+    cells) or (rows, cols).
+
+    Raises:
+        ValueError: If the config has no PrevPredictionHook (its loss keeps
+            no memory).
+    """
+    hooks = [
+        h for h in cfg.get('custom_hooks') or []
+        if h['type'] == 'PrevPredictionHook'
+    ]
+    if not hooks:
+        raise ValueError(
+            f'{MEMORY_GRID}={grid!r} applies to a loss that keeps the memory '
+            '(PATLoss with confidence=\'previous\'); this run has no '
+            'PrevPredictionHook')
+    for hook in hooks:
+        hook['grid'] = (grid, grid) if isinstance(grid, int) else tuple(grid)
+
+
+def breed_of(name: str) -> str:
+    """The breed of an Oxford-IIIT Pet image: ``'american_bulldog_10'`` ->
+    ``'american_bulldog'``."""
+    return name.rsplit('_', 1)[0]
+
+
+def write_breed_fold(data_root: str, held_out: str,
+                     breeds: Optional[Sequence[str]],
+                     split_dir: str) -> Tuple[str, str]:
+    """Split lists of one leave-one-breed-out fold of Oxford-IIIT Pet.
+
+    Every image of the data root's official lists (``trainval.txt`` and
+    ``test.txt``) whose breed is in ``breeds`` goes to the training list,
+    except those of ``held_out``, which make the evaluation list.
+
+    Args:
+        data_root (str): An Oxford-IIIT Pet data root.
+        held_out (str): The breed evaluated on, e.g. ``'Bengal'``.
+        breeds (Sequence[str], optional): The breeds of the fold. Default:
+            None (every breed in the lists).
+        split_dir (str): Where ``train.txt`` and ``test.txt`` are written.
+
+    Returns:
+        tuple[str, str]: The absolute paths of the training and the
+        evaluation list.
+
+    Raises:
+        ValueError: If ``held_out`` is not among ``breeds``, or a list
+            would be empty.
+    """
+    names = []
+    for split in ('trainval', 'test'):
+        with open(osp.join(data_root, 'annotations', f'{split}.txt')) as f:
+            names += split_names(f)
+    breeds = list(breeds or dict.fromkeys(map(breed_of, names)))
+    if held_out not in breeds:
+        raise ValueError(f'{HELD_OUT_BREED}={held_out!r} is not one of the '
+                         f'breeds {breeds}')
+    lists = dict(
+        train=[n for n in names
+               if breed_of(n) in breeds and breed_of(n) != held_out],
+        test=[n for n in names if breed_of(n) == held_out])
+    os.makedirs(split_dir, exist_ok=True)
+    paths = []
+    for split, members in lists.items():
+        if not members:
+            raise ValueError(
+                f'leaving out {held_out!r}, the {split} list of breeds '
+                f'{breeds} in {data_root} would be empty')
+        paths.append(osp.abspath(osp.join(split_dir, f'{split}.txt')))
+        with open(paths[-1], 'w') as f:
+            f.writelines(f'{name}\n' for name in members)
+    return paths[0], paths[1]
+
+
+def set_breed_fold(cfg: Config, held_out: str,
+                   breeds: Optional[Sequence[str]], split_dir: str) -> None:
+    """Train on the other breeds, evaluate on ``held_out``
+    (:func:`write_breed_fold`, lists in ``split_dir``, from the training
+    loader's data root)."""
+    train, test = write_breed_fold(cfg.train_dataloader.dataset.data_root,
+                                   held_out, breeds, split_dir)
+    cfg.train_dataloader.dataset.ann_file = train
+    for loader in ('val_dataloader', 'test_dataloader'):
+        if loader in cfg:
+            cfg[loader].dataset.ann_file = test
 
 
 def _asking_for_train_set_counts(node) -> Iterator[Dict]:
@@ -325,6 +486,22 @@ def variant_name(overrides: Dict) -> str:
                     for k, v in overrides.items())
 
 
+def generation_of(variant: Dict) -> Dict:
+    """The generated-data parameters of a variant (its other keys)."""
+    return {
+        k: v
+        for k, v in variant.items() if k not in (HELD_OUT_BREED, MEMORY_GRID)
+    }
+
+
+def variant_of_method(variant: Dict, method: str) -> Dict:
+    """The variant a method's run belongs to: a memory grid does not apply
+    to a method that keeps no memory, which runs once for all grids."""
+    if needs_memory(METHODS[method]):
+        return dict(variant)
+    return {k: v for k, v in variant.items() if k != MEMORY_GRID}
+
+
 def build_run_config(preset: Dict,
                      method: str,
                      seed: int,
@@ -334,21 +511,25 @@ def build_run_config(preset: Dict,
                      data_root: Optional[str] = None,
                      shrink: bool = True,
                      cfg_options: Optional[Dict] = None,
-                     iters: Optional[int] = None) -> Config:
+                     iters: Optional[int] = None,
+                     val_interval: Optional[int] = None) -> Config:
     """The full config of one run, class counts filled in.
 
     Order: the preset's base config, offline, data root and generation
-    (each variant in its own sub-folder), shrinking, the preset's then the
-    given ``cfg_options``, iterations (one evaluation and one checkpoint,
-    at the end), the method's loss (last, so that options cannot leave
-    another loss on a head), the seed, the class counts
-    (:func:`set_train_set_counts` in ``counts_dir``).
+    (each generated variant in its own sub-folder), the breed fold (split
+    lists in ``<work_dir>/split/``), shrinking, the preset's then the given
+    ``cfg_options``, iterations (evaluations every ``val_interval`` and at
+    the end, one checkpoint at the end), the method's loss (last, so that
+    options cannot leave another loss on a head) and the memory grid, the
+    seed, the class counts (:func:`set_train_set_counts` in
+    ``counts_dir``).
 
     Args:
         preset (dict): One of :data:`PRESETS`.
         method (str): One of :data:`METHODS`.
         seed (int): The run's random seed.
-        variant (dict): Generation overrides of this run's data.
+        variant (dict): This run's variant: generation overrides of its
+            data, :data:`HELD_OUT_BREED`, :data:`MEMORY_GRID`.
         work_dir (str): The run's work dir.
         counts_dir (str): Where the training set's counts are cached.
         data_root (str, optional): Data root of every loader.
@@ -358,22 +539,29 @@ def build_run_config(preset: Dict,
             Default: None.
         iters (int, optional): Training iterations. Default: None (the
             preset's, else the config's).
+        val_interval (int, optional): Validate every this many
+            iterations. Default: None (the preset's, else once at the end).
     """
     cfg = Config.fromfile(osp.join(PROJECT, preset['config']))
     make_offline(cfg)
     data_root = (preset_data_root(preset, data_root)
                  or cfg.train_dataloader.dataset.data_root)
-    if variant:
-        data_root = osp.join(data_root, slug(variant_name(variant)))
+    generation = generation_of(variant)
+    if generation:
+        data_root = osp.join(data_root, slug(variant_name(generation)))
     set_data(cfg, osp.abspath(data_root),
-             dict(preset.get('generation') or {}, **variant))
+             dict(preset.get('generation') or {}, **generation))
+    if HELD_OUT_BREED in variant:
+        set_breed_fold(cfg, variant[HELD_OUT_BREED], preset.get('breeds'),
+                       osp.join(work_dir, 'split'))
     if preset.get('shrink') and shrink:
         shrink_config(cfg, **preset['shrink'])
     cfg.merge_from_dict(preset.get('cfg_options') or {})
     cfg.merge_from_dict(cfg_options or {})
     iters = iters or preset.get('iters')
-    if iters:
-        set_iterations(cfg, iters)
+    val_interval = val_interval or preset.get('val_interval')
+    if iters or val_interval:
+        set_iterations(cfg, iters or cfg.train_cfg.max_iters, val_interval)
     max_iters = cfg.train_cfg.max_iters
     cfg.default_hooks.checkpoint.update(
         interval=max_iters, by_epoch=False, save_optimizer=False)
@@ -381,6 +569,8 @@ def build_run_config(preset: Dict,
     cfg.default_hooks.logger.interval = max(
         1, min(max_iters // 20, cfg.default_hooks.logger.interval))
     set_method(cfg, METHODS[method])
+    if MEMORY_GRID in variant:
+        set_memory_grid(cfg, variant[MEMORY_GRID])
     cfg.randomness = dict(cfg.get('randomness') or {}, seed=seed)
     cfg.work_dir = osp.abspath(work_dir)
     set_train_set_counts(cfg, counts_dir)
@@ -399,9 +589,11 @@ def plan_runs(preset: Dict,
         preset (dict): One of :data:`PRESETS`.
         runs_root (str): Folder of the runs' work dirs,
             ``<variant>/<method>/seed<seed>``, and of the class counts.
-        methods, seeds, variants: Default: None (the preset's).
-        config_options: ``data_root``, ``shrink``, ``cfg_options`` and
-            ``iters`` of :func:`build_run_config`.
+        methods, seeds, variants: Default: None (the preset's). A method
+            that keeps no memory runs once for all memory grids
+            (:func:`variant_of_method`).
+        config_options: ``data_root``, ``shrink``, ``cfg_options``,
+            ``iters`` and ``val_interval`` of :func:`build_run_config`.
 
     Returns:
         list[dict]: ``method``, ``seed``, ``variant`` (its name), ``label``,
@@ -420,14 +612,17 @@ def plan_runs(preset: Dict,
     counts_dir = osp.join(runs_root, 'class_counts')
     runs = []
     for variant in variants:
-        name = variant_name(variant)
         for seed in seeds:
             for method in methods:
-                work_dir = osp.join(runs_root, slug(name), method,
-                                    f'seed{seed}')
+                run_variant = variant_of_method(variant, method)
+                name = variant_name(run_variant)
                 label = '/'.join(p for p in (name, method, f'seed{seed}')
                                  if p)
-                cfg = build_run_config(preset, method, seed, variant,
+                if any(run['label'] == label for run in runs):
+                    continue
+                work_dir = osp.join(runs_root, slug(name), method,
+                                    f'seed{seed}')
+                cfg = build_run_config(preset, method, seed, run_variant,
                                        work_dir, counts_dir, **config_options)
                 os.makedirs(work_dir, exist_ok=True)
                 config_path = osp.join(work_dir, 'config.py')
@@ -635,10 +830,21 @@ def markdown_table(summary: Sequence[Dict],
     return '\n'.join(lines) + '\n'
 
 
+def pooled(rows: Sequence[Dict], name: str = 'all') -> List[Dict]:
+    """The runs of every variant as one variant, ``name``; each run's seed
+    becomes ``<variant>/<seed>``, so gains stay paired by variant and
+    seed."""
+    return [
+        dict(r, variant=name, seed=f'{variant_of(r)}/{r.get("seed", "")}')
+        for r in rows
+    ]
+
+
 def write_results(out_dir: str,
                   rows: Sequence[Dict],
                   preset: str,
-                  baseline: Optional[str] = 'ce') -> List[Dict]:
+                  baseline: Optional[str] = 'ce',
+                  pool_variants: bool = False) -> List[Dict]:
     """Write ``results.csv`` and ``results.md`` of a study's runs.
 
     Args:
@@ -648,17 +854,97 @@ def write_results(out_dir: str,
             ``runs.csv``.
         preset (str): The preset's name, for the table's caption.
         baseline (str, optional): See :func:`summarize`. Default: 'ce'.
+        pool_variants (bool): Add the rows of all variants together
+            (variant ``'all'``, :func:`pooled`): mean ± std over variants
+            and seeds. Default: False.
 
     Returns:
         list[dict]: The summary rows (:func:`summarize`).
     """
     summary = summarize(rows, baseline=baseline)
+    if pool_variants:
+        summary += summarize(pooled(rows), baseline=baseline)
     _write_csv(osp.join(out_dir, 'results.csv'), summary)
     with open(osp.join(out_dir, 'results.md'), 'w') as f:
         f.write(f'Preset `{preset}`, {len(rows)} runs; metrics in '
                 '% (mean ± std over seeds), s / iter: median after '
                 'warm-up.\n\n' + markdown_table(summary, baseline))
     return summary
+
+
+def write_curves(out_dir: str,
+                 points: Sequence[Dict],
+                 baseline: str = 'ce',
+                 metrics: Sequence[str] = GAIN_METRICS) -> None:
+    """Write ``curves.csv`` (every evaluation of every run) and
+    ``curves.md``: per metric and iteration, each method's mean ± std over
+    the seeds and its gain over the baseline, paired by seed.
+
+    Args:
+        out_dir (str): The study's folder.
+        points (Sequence[dict]): Learning-curve rows
+            (:func:`~mmseg_pat.analysis.runs.collect_curves`).
+        baseline (str): Method the gains are measured from. Default: 'ce'.
+        metrics (Sequence[str]): One table per metric.
+            Default: :data:`GAIN_METRICS`.
+    """
+    _write_csv(osp.join(out_dir, 'curves.csv'), points, first=CURVE_COLUMNS)
+    lines = []
+    for variant in dict.fromkeys(map(variant_of, points)):
+        members = [p for p in points if variant_of(p) == variant]
+        # each iteration as a variant: the summary and gains of summarize()
+        by_iter = [dict(p, variant=str(p['iter'])) for p in members]
+        summary = summarize(by_iter, metrics, baseline)
+        methods = methods_of(members)
+        others = [m for m in methods if m != baseline]
+        for metric in metrics:
+            name = metric.replace('_', ' ')
+            lines += [
+                f'{name}{f", {variant}" if variant else ""} (mean ± std '
+                'over seeds; Δ: paired by seed)', '',
+                '| iteration | ' + ' | '.join(methods + [
+                    f'Δ {m} vs {baseline}' for m in others]) + ' |',
+                '|---:|' + '---:|' * (len(methods) + len(others))
+            ]
+            entries = {(e['variant'], e['method']): e for e in summary}
+            for step in sorted({e['variant'] for e in summary}, key=int):
+                cells = [
+                    _mean_std(entries[(step, m)], metric, 2)
+                    if (step, m) in entries else 'n/a' for m in methods
+                ]
+                cells += [
+                    _mean_std(entries[(step, m)], f'gain_{metric}', 2)
+                    if f'gain_{metric}_mean' in entries.get((step, m), {})
+                    else 'n/a' for m in others
+                ]
+                lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
+            lines.append('')
+    with open(osp.join(out_dir, 'curves.md'), 'w') as f:
+        f.write('\n'.join(lines))
+
+
+def memory_sizes(grids: Sequence[int] = MEMORY_GRIDS) -> str:
+    """The memory's size per grid for the full data sets, in Markdown.
+
+    One copy: ``rows x cols`` bytes per training image, as
+    ``memory_dir/memory.u8`` on disk, in each checkpoint and on the
+    device (:data:`FULL_DATASETS`).
+    """
+    header = ['cells a side'] + [
+        f'{name} ({images} images)' for name, images, _ in FULL_DATASETS
+    ]
+    lines = [
+        '| ' + ' | '.join(header) + ' |',
+        '|---:|' + '---:|' * len(FULL_DATASETS)
+    ]
+    for n in grids:
+        cells = [str(n)]
+        for _, images, shape in FULL_DATASETS:
+            rows, cols = shape(n)
+            cells.append(f'{rows} x {cols}: '
+                         f'{images * rows * cols / 2**20:.1f} MiB')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def write_command(path: str, command: Sequence[str], wall_s: float,
@@ -684,8 +970,11 @@ def run_study(preset: str,
               methods: Optional[Sequence[str]] = None,
               seeds: Optional[Sequence[int]] = None,
               imbalance_ratios: Optional[Sequence[float]] = None,
+              held_out_breeds: Optional[Sequence[str]] = None,
+              memory_grids: Optional[Sequence[int]] = None,
               data_root: Optional[str] = None,
               iters: Optional[int] = None,
+              val_interval: Optional[int] = None,
               shrink: bool = True,
               cfg_options: Optional[Dict] = None,
               baseline: str = 'ce',
@@ -702,9 +991,14 @@ def run_study(preset: str,
         work_dir (str, optional): Folder of the runs. Default: ``out/runs``.
         methods, seeds: Default: None (the preset's).
         imbalance_ratios (Sequence[float], optional): One study per
-            imbalance ratio of the generated data. Default: None (the
-            preset's variants).
-        data_root, iters, shrink, cfg_options: See
+            imbalance ratio of the generated data.
+        held_out_breeds (Sequence[str], optional): One leave-one-breed-out
+            fold per breed (:data:`HELD_OUT_BREED`).
+        memory_grids (Sequence[int], optional): One study per
+            PrevPredictionHook grid, N x N cells (:data:`MEMORY_GRID`).
+            Given together, these three make one study per combination;
+            none given: the preset's variants.
+        data_root, iters, val_interval, shrink, cfg_options: See
             :func:`build_run_config`.
         baseline (str): Method the gains are measured from. Default: 'ce'.
         threads (int): CPU threads per run; 0 leaves torch's default.
@@ -728,7 +1022,14 @@ def run_study(preset: str,
     settings = PRESETS[preset]
     preset_data_root(settings, data_root)
     os.makedirs(out, exist_ok=True)
-    variants = [dict(imbalance_ratio=r) for r in imbalance_ratios or ()]
+    axes = {
+        key: values
+        for key, values in (('imbalance_ratio', imbalance_ratios),
+                            (HELD_OUT_BREED, held_out_breeds),
+                            (MEMORY_GRID, memory_grids)) if values
+    }
+    variants = [dict(zip(axes, values)) for values in product(*axes.values())
+                ] if axes else None
     runs = plan_runs(
         settings,
         work_dir or osp.join(out, 'runs'),
@@ -738,7 +1039,8 @@ def run_study(preset: str,
         data_root=data_root,
         shrink=shrink,
         cfg_options=cfg_options,
-        iters=iters)
+        iters=iters,
+        val_interval=val_interval)
     show_log = show_log or settings.get('show_log', False)
     print(f'{len(runs)} runs of preset {preset!r}', flush=True)
 
@@ -749,8 +1051,20 @@ def run_study(preset: str,
         rows = list(pool.map(train, runs))
 
     write_runs_csv(osp.join(out, 'runs.csv'), rows)
-    summary = write_results(out, rows, preset, baseline)
-    plots = plot_study(rows, out, baseline=baseline)
+    summary = write_results(out, rows, preset, baseline,
+                            settings.get('pool_variants', False))
+    curves = collect_curves(rows)
+    if curves:
+        write_curves(out, curves, baseline)
+    grids = sorted({
+        v[MEMORY_GRID]
+        for v in variants or settings.get('variants') or ()
+        if isinstance(v.get(MEMORY_GRID), int)
+    })
+    if grids:
+        with open(osp.join(out, 'memory_size.md'), 'w') as f:
+            f.write(memory_sizes(grids))
+    plots = plot_study(rows, out, baseline=baseline, curves=curves)
     write_command(
         osp.join(out, 'COMMAND.txt'), sys.argv if command is None else
         command, time.time() - start, threads)

@@ -13,6 +13,13 @@ full Oxford-IIIT Pet::
         --data-root data/oxford_pet --no-shrink --iters 40000 \\
         --threads 0 --out work_dirs/study_oxfordpet
 
+The studies in depth (issue 13) are presets too: ``oxfordpet_long`` (a 5x
+longer schedule validated every 100 iterations: learning curves),
+``oxfordpet_breeds`` (leave one breed out: train on two breeds, evaluate
+on the third) and ``oxfordpet_grid`` (PrevPredictionHook's grid, 16 to 256
+cells a side); ``--val-interval``, ``--held-out-breeds`` and
+``--memory-grids`` give any preset the same variants.
+
 Pretrained weights stay off (nothing downloads); ``--cfg-options
 model.backbone.init_cfg.type=Pretrained
 model.backbone.init_cfg.checkpoint=URL`` turns them back on.
@@ -42,6 +49,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--iters', type=int, help='training iterations of every run')
     parser.add_argument(
+        '--val-interval',
+        type=int,
+        help='validate every N iterations: learning curves (curves.csv, '
+        'curves.md, learning_curves.png); default: the preset\'s, else '
+        'once at the end')
+    parser.add_argument(
         '--out', required=True, help='folder of the tables and plots')
     parser.add_argument(
         '--work-dir', help='folder of the runs (default: OUT/runs)')
@@ -59,6 +72,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         nargs='+',
         type=float,
         help='one study per imbalance ratio of the generated data')
+    parser.add_argument(
+        '--held-out-breeds',
+        nargs='+',
+        metavar='BREED',
+        help='Oxford-IIIT Pet: one fold per breed, trained on the other '
+        'breeds (those of the preset, else all) and evaluated on this one')
+    parser.add_argument(
+        '--memory-grids',
+        nargs='+',
+        type=int,
+        metavar='N',
+        help='one study per PrevPredictionHook grid of N x N cells; methods '
+        'without the memory run once')
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -9,12 +9,14 @@ any work dirs of ``tools/train.py`` (each evaluated at the end by
         --out plots
 
 The plots are those of :func:`mmseg_pat.analysis.plot_study`
-(``mmseg_pat/analysis/plots.py``).
+(``mmseg_pat/analysis/plots.py``). The learning curves come from the
+``curves.csv`` beside a ``runs.csv``, else from the work dirs.
 """
 import argparse
+import os.path as osp
 from typing import List, Optional, Sequence
 
-from mmseg_pat.analysis import collect_runs, plot_study
+from mmseg_pat.analysis import collect_runs, load_runs, plot_study
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
@@ -28,8 +30,15 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     parser.add_argument('--baseline', default='ce')
     parser.add_argument('--pat', default='pat', help='the PAT method')
     args = parser.parse_args(argv)
+    curves = [
+        osp.join(osp.dirname(item), 'curves.csv') for item in args.inputs
+        if item.endswith('.csv')
+    ]
+    curves = [row for path in curves if osp.isfile(path)
+              for row in load_runs(path)]
     paths = plot_study(
-        collect_runs(args.inputs), args.out, args.baseline, args.pat)
+        collect_runs(args.inputs), args.out, args.baseline, args.pat,
+        curves or None)
     for path in paths:
         print(path)
     return paths
