@@ -221,6 +221,9 @@ def test_summarize_hand_made_table():
     assert '| imbalance_ratio=5 | ce |' in table
     assert '42.00 ± 2.83' in table and '-1.00 ± 2.83' in table
     assert '3 (1 failed)' in table
+    # one seed paired on the tail: a gain with no spread to show
+    assert (pat['gain_mIoU_pairs'], pat['gain_tail_mIoU_pairs']) == (2, 1)
+    assert '| 10.00 |' in table and '10.00 ±' not in table
 
 
 def test_paired_gains_share_a_baseline_with_no_variant():

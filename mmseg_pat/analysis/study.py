@@ -730,8 +730,8 @@ def summarize(rows: Sequence[Dict],
     Returns:
         list[dict]: In order of first appearance, ``variant``, ``method``,
         ``runs``, ``failed``, ``diverged``, ``<metric>_mean`` and
-        ``<metric>_std``, and ``gain_<metric>_mean`` / ``_std`` where the
-        baseline ran.
+        ``<metric>_std``, and ``gain_<metric>_mean`` / ``_std`` / ``_pairs``
+        (the seeds paired) where the baseline ran.
     """
     groups: Dict[Tuple[str, str], List[Dict]] = {}
     for row in rows:
@@ -755,9 +755,10 @@ def summarize(rows: Sequence[Dict],
                 [float(r.get(metric, math.nan)) for r in done])
         for metric, by_group in gains.items():
             if (variant, method) in by_group and method != baseline:
-                mean, std, _ = by_group[(variant, method)]
+                mean, std, pairs = by_group[(variant, method)]
                 entry[f'gain_{metric}_mean'] = mean
                 entry[f'gain_{metric}_std'] = std
+                entry[f'gain_{metric}_pairs'] = pairs
         summary.append(entry)
     return summary
 
@@ -788,7 +789,9 @@ def _mean_std(entry: Dict, key: str, digits: int) -> str:
     mean, std = entry.get(f'{key}_mean'), entry.get(f'{key}_std')
     if mean is None or math.isnan(mean):
         return 'n/a'
-    if entry['runs'] - entry['failed'] > 1 or key.startswith('gain_'):
+    # a spread needs two values: two runs, or two seeds paired with CE
+    values = entry.get(f'{key}_pairs', entry['runs'] - entry['failed'])
+    if values > 1:
         return f'{mean:.{digits}f} ± {std:.{digits}f}'
     return f'{mean:.{digits}f}'
 
