@@ -506,6 +506,38 @@ def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     assert other.owned is False
 
 
+def test_lock_from_another_host_is_taken_over_once_its_heartbeat_stops(
+        tmp_path):
+    """A job requeued on another node of a shared file system: the lock of
+    its killed predecessor names a host where no pid can be checked; it is
+    taken over when its file stops being touched, and refused while its
+    owner's heartbeat goes on."""
+    owner = DirectoryLock(str(tmp_path), 'run_a', heartbeat_s=0.1)
+    assert owner.acquire() is True
+    content = json.loads((tmp_path / 'lock.json').read_text())
+    # the same owner, seen from another host
+    (tmp_path / 'lock.json').write_text(
+        json.dumps(dict(content, host='node-elsewhere')))
+    with pytest.raises(DirectoryInUseError,
+                       match="'run_a' .* on host node-elsewhere"):
+        DirectoryLock(str(tmp_path), 'run_b', heartbeat_s=0.1).acquire()
+    owner.release()
+    assert not (tmp_path / 'lock.json').exists()
+
+    # killed on its host: the lock stays, untouched
+    (tmp_path / 'lock.json').write_text(
+        json.dumps(dict(content, host='node-elsewhere', pid=1)))
+    logger = Mock()
+    lock = DirectoryLock(str(tmp_path), 'run_b', heartbeat_s=0.1)
+    assert lock.acquire(logger) is True
+    assert 'watching its heartbeat' in logger.info.call_args[0][0]
+    assert 'has ended' in logger.warning.call_args[0][0]
+    assert json.loads((tmp_path / 'lock.json').read_text())['run'] == 'run_b'
+    lock.release()
+    with pytest.raises(ValueError, match='heartbeat_s must be > 0'):
+        DirectoryLock(str(tmp_path), 'run_c', heartbeat_s=0)
+
+
 def _train_command(config, work_dir, *options):
     cmd = [sys.executable, osp.join(PROJECT, 'tools', 'train.py'), config,
            '--work-dir', work_dir]
