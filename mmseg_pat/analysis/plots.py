@@ -42,8 +42,8 @@ from mmseg_pat.models.losses.pixel_loss import true_class_log_prob
 from mmseg_pat.utils.class_prior import (FREQUENCY_GROUPS, frequency_groups,
                                          load_class_counts)
 
-from .runs import (collect_curves, finished, mean_std, methods_of,
-                   paired_gains, slug, variant_of)
+from .runs import (by_iteration, collect_curves, finished, mean_std,
+                   methods_of, paired_gains, slug, variant_of)
 
 _GROUP_COLOURS = dict(head='#dbe9f6', body='#f2f2f2', tail='#fbe3d6')
 # Title of the weight map for each PATLoss homogenize option.
@@ -466,8 +466,7 @@ def plot_learning_curves(points: Sequence[Dict],
         m: colormaps['tab10'](i % 10)
         for i, m in enumerate(methods)
     }
-    # each iteration as a variant: paired_gains pairs by variant and seed
-    by_iter = [dict(p, variant=str(int(p['iter']))) for p in points]
+    by_iter = by_iteration(points)
     fig = Figure(figsize=(5 * len(metrics), 7.5))
     axes = fig.subplots(2, len(metrics), squeeze=False, sharex=True)
     for column, metric in enumerate(metrics):

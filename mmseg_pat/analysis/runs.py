@@ -279,6 +279,13 @@ def variant_of(row: Dict) -> str:
     return str(row.get('variant') or '')
 
 
+def by_iteration(points: Sequence[Dict]) -> List[Dict]:
+    """Learning-curve rows of one variant with each evaluation's iteration
+    as their variant, so that :func:`paired_gains` (and the study's
+    summary) pair them by iteration and seed."""
+    return [dict(p, variant=str(int(p['iter']))) for p in points]
+
+
 def methods_of(rows: Sequence[Dict]) -> List[str]:
     """Methods in order of first appearance."""
     return list(dict.fromkeys(r['method'] for r in rows))

@@ -54,8 +54,9 @@ from mmseg_pat.utils.class_prior import FROM_TRAIN_SET
 from mmseg_pat.utils.launch import iter_heads
 
 from .plots import plot_study
-from .runs import (collect_curves, evaluation_report, finished, mean_std,
-                   methods_of, paired_gains, read_run, slug, variant_of)
+from .runs import (by_iteration, collect_curves, evaluation_report, finished,
+                   mean_std, methods_of, paired_gains, read_run, slug,
+                   variant_of)
 
 PROJECT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -895,9 +896,7 @@ def write_curves(out_dir: str,
     lines = []
     for variant in dict.fromkeys(map(variant_of, points)):
         members = [p for p in points if variant_of(p) == variant]
-        # each iteration as a variant: the summary and gains of summarize()
-        by_iter = [dict(p, variant=str(p['iter'])) for p in members]
-        summary = summarize(by_iter, metrics, baseline)
+        summary = summarize(by_iteration(members), metrics, baseline)
         methods = methods_of(members)
         others = [m for m in methods if m != baseline]
         for metric in metrics:
