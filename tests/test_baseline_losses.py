@@ -120,6 +120,25 @@ def test_float32_under_autocast(cfg):
 
 
 @pytest.mark.parametrize('cfg', LOSSES, ids=LOSS_IDS)
+def test_points_equal_the_same_pixels_as_a_map(cfg):
+    """MMSeg's PointRend PointHead calls its loss with logits (N, C, P) and
+    labels (N, P): the loss of the same pixels as an (N, C, P, 1) map."""
+    loss = _build(cfg, train=True)
+    logits, label = _random_batch(h=1, w=30, seed=17)
+    points, point_labels = logits[:, :, 0], label[:, 0]
+    point_labels[0, :4] = 255
+    values = []
+    for z, y in [(points, point_labels),
+                 (points[..., None], point_labels[..., None])]:
+        torch.manual_seed(0)  # BLV's variation, the same for both
+        values.append(loss(z, y))
+    torch.testing.assert_close(*values)
+    pixel = loss(points, point_labels, reduction_override='none')
+    assert pixel.shape == point_labels.shape
+    assert torch.all(pixel[point_labels == 255] == 0)
+
+
+@pytest.mark.parametrize('cfg', LOSSES, ids=LOSS_IDS)
 def test_ohem_sampler_in_decode_head(cfg):
     """OHEM without a threshold ranks pixels by the loss map."""
     head = MODELS.build(

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from mmseg_pat.models.losses import ConfidenceExchange, pat_loss, pat_weights
+from mmseg_pat.models.losses import (ConfidenceExchange, pat_loss, pat_weights,
+                                     pixel_loss)
 
 
 def _random_batch(n=2, c=5, h=6, w=7, seed=0, scale=2.0):
@@ -247,6 +248,21 @@ def test_many_classes_large_logits_stay_finite():
     assert loss.item() == pytest.approx(ref, rel=1e-4)
 
 
+@pytest.mark.parametrize('c', [19, 87, 88, 150])
+def test_confident_pixels_keep_their_weight_with_many_classes(c):
+    """Every pixel nearly certain: each weight is about exp(-kappa) of the
+    largest the curve allows. It must stay a normal float32 (not 0, which
+    would make the loss 0/0) whether the loss shifts the log-weights by
+    that largest value (C <= 87) or by the batch's largest (C >= 88)."""
+    logits, label = _random_batch(n=1, c=c, h=4, w=5, seed=27)
+    logits.scatter_(1, label[:, None], 10.0)  # the true class far ahead
+    loss = pat_loss(logits, label)
+    p = F.softmax(logits.double(), 1).gather(1, label[:, None])[:, 0]
+    assert p.min() > 0.9
+    ref = naive_pat(logits, label, p.numpy(), float(c), 'none', 'weight')
+    assert loss.item() == pytest.approx(ref, rel=1e-4)
+
+
 def test_bf16_autocast_gives_fp32_result():
     logits, label = _random_batch(c=19, seed=9)
     ref = pat_loss(logits, label)
@@ -449,22 +465,75 @@ def test_bad_option_values_get_the_option_message(option, value):
         pat_loss(logits, label, **{option: value})
 
 
-def test_non_finite_loss_is_named_once_in_training():
+def test_non_finite_loss_is_named_once_in_training(monkeypatch):
+    """A NaN training loss is kept on the device and said at the next
+    periodic check (no read from the device per call), once."""
+    monkeypatch.setattr(pixel_loss, 'CHECK_INTERVAL', 3)
     loss = MODELS.build(dict(type='PATLoss', confidence='current'))
     logits, label = _random_batch(c=3, seed=24)
     broken = logits.clone()
     broken[0, 0, 0, 0] = float('nan')
-    with pytest.warns(UserWarning, match='was nan in the last training '
-                      'iteration: the logits hold NaN or inf'):
-        loss(broken, label)
-        loss(logits, label)  # said at the next forward, without waiting
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        loss(broken, label)
-        loss(logits, label)  # once only
-    loss.eval()
-    loss._said_non_finite = False
+        loss(logits, label)  # call 0: a check, nothing to say yet
+        loss(broken, label)  # call 1: NaN
+        loss(logits, label)  # call 2: no check
+    with pytest.warns(UserWarning, match='was NaN or inf in a training '
+                      'iteration of its last 3 calls: the logits hold NaN'):
+        loss(logits, label)  # call 3: the check says it
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        loss(broken, label)
-        loss(logits, label)  # evaluation: not a training loss
+        for _ in range(7):
+            loss(broken, label)  # once only
+    loss = MODELS.build(dict(type='PATLoss', confidence='current')).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        for _ in range(7):
+            loss(broken, label)  # evaluation: not a training loss
+
+
+def test_points_equal_the_same_pixels_as_a_map():
+    """PointRend's point head gives logits (N, C, P) and labels (N, P)."""
+    logits, label = _random_batch(n=2, c=5, h=1, w=40, seed=25)
+    points, point_labels = logits[:, :, 0], label[:, 0]
+    point_labels[0, :5] = 255
+    prev = torch.rand(point_labels.shape)
+    prev[1, :10] = -1.0
+    for kwargs in [dict(), dict(homogenize='class'),
+                   dict(confidence='current', detach_weight=False,
+                        normalize='none')]:
+        on_points = pat_loss(points, point_labels, prev_confidence=prev,
+                             **kwargs)
+        on_map = pat_loss(points[..., None], point_labels[..., None],
+                          prev_confidence=prev[..., None], **kwargs)
+        torch.testing.assert_close(on_points, on_map)
+    module = MODELS.build(dict(type='PATLoss', curve='inap'))
+    module.exchange = ConfidenceExchange(previous=[torch.rand(6, 7)] * 2,
+                                         writer=module)
+    value = module(points, point_labels)  # no stored map fits: current q
+    torch.testing.assert_close(
+        value, pat_loss(points, point_labels, curve='inap'))
+    assert module.exchange.current is None  # a (N, P) map is not stored
+    assert module(points, point_labels,
+                  reduction_override='none').shape == point_labels.shape
+
+
+def test_exchange_gives_previous_and_receives_current():
+    """The loss reads the hook's stored maps (padded to the batch) and
+    leaves its detached current confidence, -1 where ignored."""
+    logits, label = _random_batch(n=2, c=3, h=6, w=7, seed=26)
+    label[1, 0] = 255
+    stored = [torch.rand(6, 7), torch.rand(5, 6)]  # the second is padded
+    stored[0][:2] = -1.0  # never seen
+    loss = MODELS.build(dict(type='PATLoss'))
+    loss.exchange = ConfidenceExchange(previous=stored, writer=loss)
+    value = loss(logits, label)
+    prev = torch.full(label.shape, -1.0)
+    prev[0] = stored[0]
+    prev[1, :5, :6] = stored[1]
+    torch.testing.assert_close(value,
+                               pat_loss(logits, label, prev_confidence=prev))
+    p = logits.softmax(1).gather(1, label.clamp(max=2)[:, None])[:, 0]
+    torch.testing.assert_close(loss.exchange.current,
+                               torch.where(label == 255, -1.0, p))
+    assert loss.exchange.label is label

@@ -36,9 +36,9 @@ from matplotlib.ticker import FuncFormatter, NullLocator
 from mmengine.config import Config
 from torch import Tensor
 
-from mmseg_pat.models.losses import (PATLoss, pat_loss_from_log_prob,
-                                     pat_weights)
-from mmseg_pat.models.losses.pixel_loss import true_class_log_prob
+from mmseg_pat.models.losses import (PATLoss, pat_log_weight_map, pat_weights,
+                                     pixel_cross_entropy)
+from mmseg_pat.models.losses.pixel_loss import float_logits
 from mmseg_pat.utils.class_prior import (FREQUENCY_GROUPS, frequency_groups,
                                          load_class_counts)
 
@@ -165,9 +165,10 @@ def pat_weight_maps(logits: Tensor,
                     ignore_index: int = 255) -> Tuple[Tensor, Tensor]:
     """PAT's weights of one image, from the model's own confidence.
 
-    Computed by the loss's functions with the options of ``loss`` (its
-    curve, ``max_log_weight``, ``homogenize`` and ``tau``) and the current
-    confidence q of each pixel's true class.
+    Computed by the loss's own functions (:func:`pat_log_weight_map`)
+    with the options of ``loss`` (its curve, ``max_log_weight``,
+    ``homogenize`` and ``tau``) and the current confidence q of each
+    pixel's true class.
 
     Args:
         logits (Tensor): The model's logits of the image (C, H, W).
@@ -182,20 +183,17 @@ def pat_weight_maps(logits: Tensor,
         0 at ignored pixels.
     """
     num_classes = logits.shape[0]
-    log_p, class_index = true_class_log_prob(logits[None].float() / loss.tau,
-                                             label[None], ignore_index)
-    log_p.requires_grad_()
-    total = pat_loss_from_log_prob(
-        log_p, class_index, num_classes, curve=loss.curve,
-        confidence='current', homogenize=loss.homogenize,
-        max_log_weight=loss.max_log_weight)
-    # With the weights detached and normalize='weight' the loss is
-    # -sum(w log p) / sum(w): its gradient is -w / sum(w).
-    grad, = torch.autograd.grad(total, log_p)
-    num_valid = (class_index < num_classes).sum()
-    beta = pat_weights(log_p.detach().exp(), num_classes, loss.curve,
-                       loss.max_log_weight)
-    return beta[0], -grad[0] * num_valid
+    ce = pixel_cross_entropy(
+        float_logits(logits[None], loss.tau), label[None], ignore_index)[0]
+    q = torch.exp(-ce)
+    log_w = pat_log_weight_map(q, label, num_classes, loss.curve,
+                               loss.homogenize, loss.max_log_weight,
+                               ignore_index)
+    # w / sum(w) in the log domain, times the number of valid pixels
+    weight = torch.softmax(log_w.reshape(-1), 0).view_as(log_w) * (
+        label != ignore_index).sum()
+    beta = pat_weights(q, num_classes, loss.curve, loss.max_log_weight)
+    return beta, weight
 
 
 def _groups_of_run(run: Dict) -> Dict[str, List[int]]:

@@ -23,7 +23,8 @@ from torch import Tensor
 from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
                                          check_num_classes, log_class_prior)
 
-from .pixel_loss import PixelLoss, check_logits_and_labels, check_positive
+from .pixel_loss import (PixelLoss, check_logits_and_labels, check_positive,
+                         per_class)
 from .weighted_cross_entropy_loss import weighted_cross_entropy
 
 
@@ -54,7 +55,7 @@ def blv_perturbation(shape: torch.Size,
     the device of ``variation_scale``.
 
     Args:
-        shape (torch.Size): Shape (N, C, H, W) of the logits.
+        shape (torch.Size): Shape (N, C, d1, ..., dk) of the logits.
         variation_scale (Tensor): Per-class scale (C, ), see
             :func:`blv_variation_scale`.
         sigma (float): Standard deviation of ``eps``. Default: 4.0.
@@ -68,9 +69,10 @@ def blv_perturbation(shape: torch.Size,
         shape,
         generator=generator,
         device=variation_scale.device,
-        dtype=torch.float32) * sigma
-    scale = variation_scale.to(torch.float32).view(1, -1, 1, 1)
-    return eps.clamp_(-1.0, 1.0).abs_() * scale
+        dtype=torch.float32)
+    scale = per_class(variation_scale.to(torch.float32), len(shape))
+    # in place: this is as large as the logits
+    return eps.mul_(sigma).clamp_(-1.0, 1.0).abs_().mul_(scale)
 
 
 def blv_loss(cls_score: Tensor,
@@ -86,15 +88,15 @@ def blv_loss(cls_score: Tensor,
     """BLV loss: cross-entropy of the perturbed logits, in float32.
 
     Args:
-        cls_score (Tensor): Logits (N, C, H, W).
-        label (Tensor): Labels (N, H, W).
+        cls_score (Tensor): Logits (N, C, d1, ..., dk), e.g. (N, C, H, W).
+        label (Tensor): Labels (N, d1, ..., dk).
         variation_scale (Tensor): Per-class scale (C, ), see
             :func:`blv_variation_scale`.
         sigma (float): Standard deviation of the variation before clamping.
             Default: 4.0.
         training (bool): Perturb the logits; ``False`` gives plain
             cross-entropy. Default: True.
-        weight (Tensor, optional): Per-pixel weights (N, H, W).
+        weight (Tensor, optional): Per-pixel weights, the labels' shape.
             Default: None (1).
         ignore_index (int): Label of ignored pixels. Default: 255.
         reduction (str): ``'mean'`` (over valid pixels), ``'sum'`` or
@@ -104,16 +106,18 @@ def blv_loss(cls_score: Tensor,
             Default: None (PyTorch's global one).
 
     Returns:
-        Tensor: The loss, a float32 scalar or (N, H, W).
+        Tensor: The loss, a float32 scalar or the per-pixel map.
     """
     check_logits_and_labels(cls_score, label)
     check_num_classes(variation_scale, cls_score.shape[1])
     with torch.autocast(device_type=cls_score.device.type, enabled=False):
         logits = cls_score.float()
         if training:
-            logits = logits + blv_perturbation(
-                logits.shape, variation_scale.to(logits.device), sigma,
-                generator)
+            # the sum in the perturbation's buffer: one tensor as large as
+            # the logits, not two
+            logits = blv_perturbation(logits.shape,
+                                      variation_scale.to(logits.device),
+                                      sigma, generator).add_(logits)
         return weighted_cross_entropy(
             logits,
             label,
@@ -164,7 +168,7 @@ class BLVLoss(PixelLoss, ClassCountsUser):
         return blv_loss(
             cls_score,
             label,
-            self.variation_scale,
+            self._buffer_on('variation_scale', cls_score.device),
             sigma=self.sigma,
             training=self.training,
             **reduction)

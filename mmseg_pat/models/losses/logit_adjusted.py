@@ -18,7 +18,8 @@ from torch import Tensor
 from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
                                          check_num_classes, log_class_prior)
 
-from .pixel_loss import PixelLoss, check_logits_and_labels, check_positive
+from .pixel_loss import (PixelLoss, check_logits_and_labels, check_positive,
+                         per_class)
 from .weighted_cross_entropy_loss import weighted_cross_entropy
 
 
@@ -33,13 +34,13 @@ def logit_adjusted_loss(cls_score: Tensor,
     """Cross-entropy of the logits plus ``tau * log_prior``, in float32.
 
     Args:
-        cls_score (Tensor): Logits (N, C, H, W).
-        label (Tensor): Labels (N, H, W).
+        cls_score (Tensor): Logits (N, C, d1, ..., dk), e.g. (N, C, H, W).
+        label (Tensor): Labels (N, d1, ..., dk).
         log_prior (Tensor): Log of each class's training pixel share (C, ),
             see :func:`~mmseg_pat.utils.class_prior.log_class_prior`.
         tau (float): Scale of the adjustment; 0 gives cross-entropy.
             Default: 1.0.
-        weight (Tensor, optional): Per-pixel weights (N, H, W).
+        weight (Tensor, optional): Per-pixel weights, the labels' shape.
             Default: None (1).
         ignore_index (int): Label of ignored pixels. Default: 255.
         reduction (str): ``'mean'`` (over valid pixels), ``'sum'`` or
@@ -47,13 +48,13 @@ def logit_adjusted_loss(cls_score: Tensor,
         avg_factor (float, optional): Divisor of ``'mean'``. Default: None.
 
     Returns:
-        Tensor: The loss, a float32 scalar or (N, H, W).
+        Tensor: The loss, a float32 scalar or the per-pixel map.
     """
     check_logits_and_labels(cls_score, label)
     check_num_classes(log_prior, cls_score.shape[1])
     with torch.autocast(device_type=cls_score.device.type, enabled=False):
-        logits = cls_score.float() + tau * log_prior.to(
-            cls_score.device, torch.float32).view(1, -1, 1, 1)
+        logits = cls_score.float() + tau * per_class(
+            log_prior.to(cls_score.device, torch.float32), cls_score.dim())
         return weighted_cross_entropy(
             logits,
             label,
@@ -100,4 +101,8 @@ class LogitAdjustedLoss(PixelLoss, ClassCountsUser):
                    **reduction) -> Tensor:
         self._require_class_counts()
         return logit_adjusted_loss(
-            cls_score, label, self.log_prior, tau=self.tau, **reduction)
+            cls_score,
+            label,
+            self._buffer_on('log_prior', cls_score.device),
+            tau=self.tau,
+            **reduction)

@@ -17,14 +17,19 @@ Segmentation", arXiv 2404.05393. The maths follows section 2 of
 * Normalisation by the (detached) sum of weights makes the loss a weighted
   mean, so it is scale-free even when ``exp(kappa)`` is astronomically large.
 
-Everything is computed in the log domain and in float32, so large class
-counts do not overflow and autocast (fp16 / bf16) does not lose precision.
+PAT is cross-entropy per pixel times a weight: one fused
+``F.cross_entropy(reduction='none')`` pass over the logits, the true
+class's confidence read from it (``exp(-ce)``), and the weights computed on
+maps of the labels' shape only. The weights are computed in the log domain
+and in float32, so large class counts do not overflow and autocast
+(fp16 / bf16) does not lose precision; nothing is read back from the
+device on the training path.
 """
 import logging
 import math
 import warnings
 from contextlib import nullcontext
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
@@ -32,8 +37,9 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from .confidence_exchange import ConfidenceExchange
-from .pixel_loss import (REDUCTIONS, PixelLoss, check_option, check_positive,
-                         true_class_log_prob)
+from .pixel_loss import (REDUCTIONS, PixelLoss, check_logits_and_labels,
+                         check_option, check_positive, float_logits,
+                         pixel_cross_entropy, safe_divisor)
 
 #: Weighting curves: name -> kappa, where ``None`` means kappa = C.
 CURVES = {'ina': None, 'inap': 1.0}
@@ -46,14 +52,31 @@ HOMOGENIZE_POWERS = {'class': 1.0, 'sqrt': 0.5, 'none': 0.0}
 NORMALIZE_MODES = ('weight', 'none')
 
 # Above this log-weight, exp() of a raw (un-normalised) weight no longer
-# fits in float32.
+# fits in float32; below the other, it is no longer a normal number.
 _FLOAT32_MAX_LOG = math.log(torch.finfo(torch.float32).max)
+_FLOAT32_MIN_LOG = math.log(torch.finfo(torch.float32).tiny)
+_LOG_2 = math.log(2.0)
+
+
+def _kappa(curve: str, num_classes: int) -> float:
+    check_option('curve', curve, CURVES)
+    kappa = CURVES[curve]
+    return float(num_classes) if kappa is None else kappa
+
+
+def _largest_log_weight(num_classes: int, curve: str,
+                        max_log_weight: Optional[float]) -> float:
+    """log(beta) at q = 0, capped: the largest the options allow."""
+    kappa = _kappa(curve, num_classes)
+    top = kappa if max_log_weight is None else min(kappa, max_log_weight)
+    return top - _LOG_2
 
 
 def pat_log_weights(confidence: Tensor,
                     num_classes: int,
                     curve: str = 'ina',
-                    max_log_weight: Optional[float] = None) -> Tensor:
+                    max_log_weight: Optional[float] = None,
+                    shift: float = 0.0) -> Tensor:
     """Log of the PCLA weight ``beta = 1/2 * exp(kappa * (1 - q))``.
 
     Args:
@@ -63,18 +86,18 @@ def pat_log_weights(confidence: Tensor,
             Default: ``'ina'``.
         max_log_weight (float, optional): Upper bound on ``kappa * (1 - q)``.
             Default: None (no bound).
+        shift (float): Subtracted from every value, in the same pass.
+            Default: 0.
 
     Returns:
-        Tensor: ``log(beta)``, same shape as ``confidence``.
+        Tensor: ``log(beta) - shift``, same shape as ``confidence``.
     """
-    check_option('curve', curve, CURVES)
-    kappa = CURVES[curve]
-    kappa = float(num_classes) if kappa is None else kappa
-    # in place on the fresh tensor from clamp(): this runs on every pixel
-    exponent = confidence.clamp(0.0, 1.0).mul_(-kappa).add_(kappa)
+    kappa = _kappa(curve, num_classes)
+    # kappa (1 - q) - log 2 - shift in one pass over the pixels
+    log_beta = torch.rsub(confidence, kappa - _LOG_2 - shift, alpha=kappa)
     if max_log_weight is not None:
-        exponent = exponent.clamp_(max=max_log_weight)
-    return exponent.sub_(math.log(2.0))
+        log_beta = log_beta.clamp_(max=max_log_weight - _LOG_2 - shift)
+    return log_beta
 
 
 def pat_weights(confidence: Tensor,
@@ -88,6 +111,98 @@ def pat_weights(confidence: Tensor,
     """
     return pat_log_weights(confidence, num_classes, curve,
                            max_log_weight).exp()
+
+
+def pat_confidence(prev: Optional[Tensor], current: Tensor) -> Tensor:
+    """The confidence q that PAT weights each pixel by: the stored one
+    where there is one, else the current one.
+
+    The one place of this rule, used by :class:`PATLoss` and by the
+    pictures of what it does.
+
+    Args:
+        prev (Tensor, optional): Stored true-class confidences in [0, 1],
+            the shape of ``current``; negative or NaN where nothing is
+            stored. None: nothing is stored.
+        current (Tensor): The current true-class confidences (detached).
+
+    Returns:
+        Tensor: ``q``, the shape of ``current``.
+    """
+    if prev is None:
+        return current
+    prev = prev.to(current)
+    return torch.where(prev >= 0, prev, current)  # NaN >= 0 is False too
+
+
+def true_class_confidence(ce: Tensor, label: Tensor,
+                          ignore_index: int = 255) -> Tensor:
+    """The detached softmax probability of each pixel's true class,
+    ``exp(-ce)``, with -1 at ignored pixels: what the memory stores.
+
+    Args:
+        ce (Tensor): Per-pixel cross-entropy, the labels' shape.
+        label (Tensor): Labels.
+        ignore_index (int): Label of ignored pixels. Default: 255.
+    """
+    return torch.exp(-ce.detach()).masked_fill_(label == ignore_index, -1.0)
+
+
+def _class_pixel_counts(label: Tensor, num_classes: int,
+                        ignore_index: int) -> Tuple[Tensor, Tensor]:
+    """Valid pixels of each class (C + 1, float32; the last bin counts the
+    ignored pixels) and each pixel's bin, by scatter_add (bincount would
+    read its output size back from the device)."""
+    label = label.long()
+    bins = label.masked_fill(label == ignore_index, num_classes)
+    flat = bins.reshape(-1)
+    counts = torch.zeros(num_classes + 1, device=label.device).scatter_add_(
+        0, flat, torch.ones((), device=label.device).expand(flat.numel()))
+    return counts, bins
+
+
+def pat_log_weight_map(confidence: Tensor,
+                       label: Tensor,
+                       num_classes: int,
+                       curve: str = 'ina',
+                       homogenize: str = 'none',
+                       max_log_weight: Optional[float] = None,
+                       ignore_index: int = 255,
+                       shift: float = 0.0) -> Tensor:
+    """Log of the weight PAT gives each pixel, before normalisation.
+
+    ``log w_i = log beta(q_i) - p * log n_{y_i}``, where ``n_k`` is the
+    number of valid pixels of class k in ``label`` and ``p`` the power of
+    ``homogenize``; ``-inf`` at ignored pixels (weight 0). The loss divides
+    ``w`` by its sum; the pictures show it.
+
+    Args:
+        confidence (Tensor): The confidence q of each pixel (see
+            :func:`pat_confidence`), the labels' shape.
+        label (Tensor): Labels (N, d1, ..., dk).
+        num_classes (int): Number of classes C.
+        curve (str): As in :func:`pat_log_weights`. Default: ``'ina'``.
+        homogenize (str): A key of :data:`HOMOGENIZE_POWERS`.
+            Default: ``'none'``.
+        max_log_weight (float, optional): As in :func:`pat_log_weights`.
+            Default: None.
+        ignore_index (int): Label of ignored pixels. Default: 255.
+        shift (float): Subtracted from every value, in the same pass.
+            Default: 0.
+
+    Returns:
+        Tensor: ``log w - shift``, float32, the labels' shape.
+    """
+    check_option('homogenize', homogenize, HOMOGENIZE_POWERS)
+    log_w = pat_log_weights(confidence, num_classes, curve, max_log_weight,
+                            shift)
+    power = HOMOGENIZE_POWERS[homogenize]
+    if not power:
+        return torch.where(label == ignore_index, -math.inf, log_w)
+    counts, bins = _class_pixel_counts(label, num_classes, ignore_index)
+    log_divisor = counts.clamp_(min=1).log_().mul_(power)
+    log_divisor[num_classes] = math.inf  # the bin of ignored pixels
+    return log_w.sub_(log_divisor[bins])
 
 
 def check_pat_options(curve: str = 'ina',
@@ -106,88 +221,102 @@ def check_pat_options(curve: str = 'ina',
         check_positive('max_log_weight', max_log_weight, allow_zero=True)
 
 
-def pat_loss_from_log_prob(log_p: Tensor,
-                           class_index: Tensor,
-                           num_classes: int,
-                           prev_confidence: Optional[Tensor] = None,
-                           weight: Optional[Tensor] = None,
-                           curve: str = 'ina',
-                           confidence: str = 'previous',
-                           detach_weight: bool = True,
-                           homogenize: str = 'none',
-                           normalize: str = 'weight',
-                           max_log_weight: Optional[float] = None,
-                           reduction: str = 'mean',
-                           avg_factor: Optional[float] = None) -> Tensor:
-    """PAT's weighting and reduction of true-class log-probabilities.
+def _raw_normalizer(label: Tensor, num_classes: int, homogenize: str,
+                    ignore_index: int) -> Tensor:
+    """Z of ``normalize='none'``: the sum over the valid pixels of
+    ``1 / n_k ** p``, i.e. the number of present classes (``'class'``),
+    ``sum_k sqrt(n_k)`` (``'sqrt'``) or of valid pixels (``'none'``)."""
+    power = HOMOGENIZE_POWERS[homogenize]
+    if not power:
+        return (label != ignore_index).sum(dtype=torch.float32)
+    counts = _class_pixel_counts(label, num_classes,
+                                 ignore_index)[0][:num_classes]
+    return (counts * counts.clamp(min=1).pow(-power)).sum()
 
-    The part of :func:`pat_loss` after the log-softmax, shared with
-    :class:`PATLoss`; the options are not checked again here.
+
+def _warn_if_raw_weights_overflow(largest_log_weight: float) -> None:
+    """Say when an absolute (un-normalised) weight can exceed float32; from
+    the options alone, so nothing is read from the device."""
+    if largest_log_weight > _FLOAT32_MAX_LOG:
+        warnings.warn(
+            f'PAT weights reach exp({largest_log_weight:.0f}) at pixels '
+            'whose confidence is near 0, beyond float32: the un-normalised '
+            "loss overflows there. Use normalize='weight' (without "
+            'avg_factor) or set max_log_weight.')
+
+
+def pat_loss_from_cross_entropy(ce: Tensor,
+                                label: Tensor,
+                                num_classes: int,
+                                prev_confidence: Optional[Tensor] = None,
+                                weight: Optional[Tensor] = None,
+                                curve: str = 'ina',
+                                confidence: str = 'previous',
+                                detach_weight: bool = True,
+                                homogenize: str = 'none',
+                                normalize: str = 'weight',
+                                max_log_weight: Optional[float] = None,
+                                ignore_index: int = 255,
+                                reduction: str = 'mean',
+                                avg_factor: Optional[Union[float,
+                                                           Tensor]] = None
+                                ) -> Tensor:
+    """PAT's weighting and reduction of the per-pixel cross-entropy.
+
+    The part of :func:`pat_loss` after ``F.cross_entropy``, shared with
+    :class:`PATLoss`; the options are not checked again here. The true
+    class's confidence is ``exp(-ce)``, and the weights are computed on
+    maps of the labels' shape only.
 
     Args:
-        log_p (Tensor): Float32 log-probability of each pixel's true class
-            (N, H, W), finite at ignored pixels.
-        class_index (Tensor): The labels (N, H, W) with ``num_classes`` at
-            ignored pixels.
+        ce (Tensor): Float32 cross-entropy of each pixel (N, d1, ..., dk),
+            0 at ignored pixels (see
+            :func:`~mmseg_pat.models.losses.pixel_loss.pixel_cross_entropy`).
+        label (Tensor): The labels, same shape.
         num_classes (int): Number of classes C.
         Others: as in :func:`pat_loss`.
 
     Returns:
-        Tensor: The loss, a float32 scalar, or (N, H, W) for
+        Tensor: The loss, a float32 scalar, or the map for
         ``reduction='none'``.
     """
-    if log_p.numel() == 0:  # an empty batch or crop: nothing to learn
-        return log_p.sum() if reduction != 'none' else log_p * 0
-    current = log_p.detach().exp()
-    # Pixels per class; the extra last bin collects the ignored pixels.
-    # (scatter_add, not bincount, which waits for the device to size its
-    # output)
-    counts = log_p.new_zeros(num_classes + 1).scatter_add_(
-        0, class_index.reshape(-1), torch.ones_like(log_p).reshape(-1))
-    counts = counts[:num_classes]
-    power = HOMOGENIZE_POWERS[homogenize]
-    log_counts = counts.clamp(min=1).log()
-    # Z of normalize='none': sum over the pixels of 1 / n_k ** p, i.e. the
-    # present classes ('class'), sum sqrt(n_k) ('sqrt'), |V| ('none')
-    num_groups = (counts * torch.exp(-power * log_counts)).sum()
-    # +inf for the "class" of ignored pixels turns their weight into 0
-    log_divisor = torch.cat([power * log_counts,
-                             log_counts.new_full((1, ), math.inf)])
-
+    if ce.numel() == 0:  # an empty batch or crop: nothing to learn
+        return ce if reduction == 'none' else ce.sum()
+    # exp(log_w - shift) keeps every weight in [0, 1]; the shift cancels in
+    # the weighted mean and is put back only for an absolute divisor. It is
+    # the largest log-weight the options allow, subtracted in the same pass,
+    # unless the smallest weight would then no longer be a normal float32
+    # (C > 87, or class areas dividing): then the batch's largest.
+    top = _largest_log_weight(num_classes, curve, max_log_weight)
+    fixed = not HOMOGENIZE_POWERS[homogenize] and (
+        top + _LOG_2 < -_FLOAT32_MIN_LOG)
     with torch.no_grad() if detach_weight else nullcontext():
-        if confidence == 'current':
-            q = current if detach_weight else log_p.exp()
-        elif prev_confidence is not None:
-            prev = prev_confidence.to(current)
-            q = torch.where(prev >= 0, prev, current)  # NaN < 0 too
+        current = ce.neg().exp_()
+        q = current if confidence == 'current' else pat_confidence(
+            prev_confidence, current.detach())
+        log_w = pat_log_weight_map(q, label, num_classes, curve, homogenize,
+                                   max_log_weight, ignore_index,
+                                   top if fixed else 0.0)
+        if fixed:
+            shift = top
         else:
-            q = current
-        log_w = pat_log_weights(q, num_classes, curve, max_log_weight)
-        log_w = log_w.sub_(log_divisor[class_index])
-        # exp(log_w - max) keeps every factor in [0, 1]; the max cancels in
-        # the weighted mean and is put back only for an absolute divisor.
-        shift = log_w.detach().amax().clamp(min=-_FLOAT32_MAX_LOG)
-        scaled_w = log_w.sub_(shift).exp_()
+            shift = log_w.detach().amax().clamp(min=-_FLOAT32_MAX_LOG)
+            log_w = log_w.sub_(shift)
+        w = log_w.exp_()
         if weight is not None:
-            scaled_w = scaled_w * weight.to(scaled_w)
+            w = w * weight.to(w)
 
+    total = ce * w if reduction == 'none' else torch.dot(
+        w.reshape(-1), ce.reshape(-1))
+    # With no valid pixel (or all weights zero) every term is 0: the safe
+    # divisor keeps it an exact 0 that still depends on the logits.
     if normalize == 'weight' and avg_factor is None:
-        denom = scaled_w.detach().sum()
-        scale = 1.0
-    else:
-        denom = num_groups if avg_factor is None else torch.as_tensor(
-            avg_factor, dtype=torch.float32, device=log_p.device)
-        if shift.item() > _FLOAT32_MAX_LOG:
-            warnings.warn(
-                f'PAT weights reach exp({shift.item():.0f}), beyond '
-                'float32; the loss will overflow. Use '
-                "normalize='weight' or set max_log_weight.")
-        scale = shift.exp()
-    # With no valid pixel (or all weights zero) every term is 0: return an
-    # exact 0 that still depends on the logits, never 0/0.
-    factor = scale / denom.clamp(min=torch.finfo(torch.float32).tiny)
-    loss = -(scaled_w * log_p) * factor
-    return loss if reduction == 'none' else loss.sum()
+        return total / safe_divisor(w.detach().sum())
+    _warn_if_raw_weights_overflow(top)
+    scale = math.exp(shift) if fixed else shift.exp()
+    denom = avg_factor if avg_factor is not None else _raw_normalizer(
+        label, num_classes, homogenize, ignore_index)
+    return total * scale / safe_divisor(denom)
 
 
 def pat_loss(cls_score: Tensor,
@@ -207,20 +336,22 @@ def pat_loss(cls_score: Tensor,
     """PAT loss of a batch of logits (``docs/method.md`` section 2).
 
     Args:
-        cls_score (Tensor): Logits (N, C, H, W), at the label's resolution.
-        label (Tensor): Integer labels (N, H, W); ``ignore_index`` marks
-            ignored pixels.
-        weight (Tensor, optional): Per-pixel weights (N, H, W) that multiply
-            the PAT weights (e.g. the OHEM sampler's map). Default: None.
+        cls_score (Tensor): Logits (N, C, d1, ..., dk), e.g. (N, C, H, W)
+            at the label's resolution.
+        label (Tensor): Integer labels (N, d1, ..., dk); ``ignore_index``
+            marks ignored pixels.
+        weight (Tensor, optional): Per-pixel weights, the labels' shape,
+            that multiply the PAT weights (e.g. the OHEM sampler's map).
+            Default: None.
         prev_confidence (Tensor, optional): Stored true-class confidence
-            (N, H, W) in [0, 1] from the previous visit of each pixel; a
-            negative or NaN value means "never seen". Only used when
-            ``confidence='previous'``. Default: None.
+            in [0, 1] from the previous visit of each pixel, the labels'
+            shape; a negative or NaN value means "never seen". Only used
+            when ``confidence='previous'``. Default: None.
         curve (str): ``'ina'`` (kappa = C) or ``'inap'`` (kappa = 1).
             Default: ``'ina'``.
         confidence (str): ``'previous'`` or ``'current'``. Pixels without a
-            stored confidence fall back to the current one, detached.
-            Default: ``'previous'``.
+            stored confidence fall back to the current one, detached
+            (:func:`pat_confidence`). Default: ``'previous'``.
         detach_weight (bool): Treat the weight as a constant. ``False`` with
             ``confidence='current'`` reproduces the authors' gradient.
             Default: True.
@@ -240,24 +371,30 @@ def pat_loss(cls_score: Tensor,
         ignore_index (int): Label of ignored pixels. Default: 255.
         reduction (str): ``'mean'`` or ``'sum'`` for the scalar loss (the
             same: PAT is already normalised by Z), ``'none'`` for the
-            per-pixel map (N, H, W) ``w_i * loss_i / Z``, which sums to it.
+            per-pixel map ``w_i * loss_i / Z``, which sums to it.
             Default: ``'mean'``.
         avg_factor (float, optional): Replaces Z. Default: None.
 
     Returns:
-        Tensor: The loss, a float32 scalar or (N, H, W).
+        Tensor: The loss, a float32 scalar or the per-pixel map.
+
+    Raises:
+        ValueError: For an option out of its range, logits and labels of
+            mismatched shapes, or (on the CPU) a label neither in [0, C)
+            nor ``ignore_index``.
     """
     check_pat_options(curve, confidence, homogenize, normalize,
                       max_log_weight, tau)
     check_option('reduction', reduction, REDUCTIONS)
+    check_logits_and_labels(cls_score, label)
     # Autocast would run the exponentials in half precision: stay in fp32.
     with torch.autocast(device_type=cls_score.device.type, enabled=False):
-        log_p, class_index = true_class_log_prob(cls_score.float() / tau,
-                                                 label, ignore_index)
-        return pat_loss_from_log_prob(
-            log_p, class_index, cls_score.shape[1], prev_confidence, weight,
-            curve, confidence, detach_weight, homogenize, normalize,
-            max_log_weight, reduction, avg_factor)
+        ce = pixel_cross_entropy(
+            float_logits(cls_score, tau), label, ignore_index)
+        return pat_loss_from_cross_entropy(
+            ce, label, cls_score.shape[1], prev_confidence, weight, curve,
+            confidence, detach_weight, homogenize, normalize,
+            max_log_weight, ignore_index, reduction, avg_factor)
 
 
 @MODELS.register_module()
@@ -315,30 +452,35 @@ class PATLoss(PixelLoss):
         self.exchange: Optional[ConfidenceExchange] = None
         self._warned_no_memory = False
 
-    def pixel_loss(self, cls_score: Tensor, label: Tensor,
-                   **reduction) -> Tensor:
+    def pixel_loss(self,
+                   cls_score: Tensor,
+                   label: Tensor,
+                   weight: Optional[Tensor] = None,
+                   ignore_index: int = 255,
+                   reduction: str = 'mean',
+                   avg_factor: Optional[float] = None) -> Tensor:
         exchange = self.exchange
         prev = None
         if self.confidence == 'previous':
             if exchange is not None:
+                # None where the labels are not this batch's (N, H, W) maps,
+                # e.g. PointRend's points: the current confidence is used
                 prev = exchange.previous_batch(label.shape)
             elif self.training:
                 self._warn_no_memory()
         with torch.autocast(device_type=cls_score.device.type,
                             enabled=False):
-            log_p, class_index = true_class_log_prob(
-                cls_score.float() / self.tau, label,
-                reduction['ignore_index'])
-            loss = pat_loss_from_log_prob(
-                log_p, class_index, cls_score.shape[1], prev,
-                reduction['weight'], self.curve, self.confidence,
-                self.detach_weight, self.homogenize, self.normalize,
-                self.max_log_weight, reduction['reduction'],
-                reduction['avg_factor'])
-        if exchange is not None and reduction['reduction'] != 'none':
-            current = log_p.detach().exp().masked_fill_(
-                class_index == cls_score.shape[1], -1.0)
-            exchange.record(self, current, label, prev, cls_score.shape[1])
+            ce = pixel_cross_entropy(
+                float_logits(cls_score, self.tau), label, ignore_index)
+            loss = pat_loss_from_cross_entropy(
+                ce, label, cls_score.shape[1], prev, weight, self.curve,
+                self.confidence, self.detach_weight, self.homogenize,
+                self.normalize, self.max_log_weight, ignore_index,
+                reduction, avg_factor)
+            if exchange is not None and reduction != 'none':
+                exchange.record(
+                    self, true_class_confidence(ce, label, ignore_index),
+                    label)
         return loss
 
     def _warn_no_memory(self) -> None:

@@ -12,8 +12,9 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from .pixel_loss import (PixelLoss, check_positive, pixel_weights,
-                         reduce_pixel_loss, true_class_log_prob)
+from .pixel_loss import (PixelLoss, check_logits_and_labels, check_positive,
+                         class_weight_map, pixel_cross_entropy,
+                         reduce_pixel_loss, valid_weight)
 
 
 def softmax_focal_loss(cls_score: Tensor,
@@ -26,14 +27,17 @@ def softmax_focal_loss(cls_score: Tensor,
                        avg_factor: Optional[float] = None) -> Tensor:
     """Softmax focal loss of a batch of logits, in float32.
 
+    One fused ``F.cross_entropy`` pass gives ``l = -log p_y``, and
+    ``p_y = exp(-l)``.
+
     Args:
-        cls_score (Tensor): Logits (N, C, H, W).
-        label (Tensor): Labels (N, H, W).
+        cls_score (Tensor): Logits (N, C, d1, ..., dk), e.g. (N, C, H, W).
+        label (Tensor): Labels (N, d1, ..., dk).
         gamma (float): Focusing exponent, >= 0; 0 gives cross-entropy.
             Default: 2.0.
         alpha (Tensor, optional): Weight ``alpha_c`` of each class (C, ).
             Default: None (1).
-        weight (Tensor, optional): Per-pixel weights (N, H, W).
+        weight (Tensor, optional): Per-pixel weights, the labels' shape.
             Default: None (1).
         ignore_index (int): Label of ignored pixels. Default: 255.
         reduction (str): ``'mean'`` (over valid pixels, weighted by
@@ -43,25 +47,29 @@ def softmax_focal_loss(cls_score: Tensor,
             number (summed weight) of valid pixels. Default: None.
 
     Returns:
-        Tensor: The loss, a float32 scalar or (N, H, W).
+        Tensor: The loss, a float32 scalar or the per-pixel map.
     """
     check_positive('gamma', gamma, allow_zero=True)
+    check_logits_and_labels(cls_score, label)
     num_classes = cls_score.shape[1]
     if alpha is not None and len(alpha) != num_classes:
         raise ValueError(f'alpha has {len(alpha)} entries but the logits '
                          f'have {num_classes} classes')
     with torch.autocast(device_type=cls_score.device.type, enabled=False):
-        log_p, class_index = true_class_log_prob(cls_score, label,
-                                                 ignore_index)
+        ce = pixel_cross_entropy(cls_score.float(), label, ignore_index)
         # 1 - p by expm1 keeps precision near p = 1; the floor keeps the
         # gradient of (1 - p)^gamma finite for 0 < gamma < 1.
-        modulator = (-torch.expm1(log_p)).clamp(
+        modulator = (-torch.expm1(-ce)).clamp(
             min=torch.finfo(torch.float32).tiny).pow(gamma)
-        w = pixel_weights(class_index, num_classes, weight)
-        w_alpha = w if alpha is None else pixel_weights(
-            class_index, num_classes, weight, alpha)
-        return reduce_pixel_loss(-modulator * log_p * w_alpha, w, reduction,
-                                 avg_factor)
+        loss = modulator * ce
+        if alpha is not None:
+            loss = loss * class_weight_map(label, alpha, ignore_index)
+        if weight is not None:
+            weight = weight.float()
+            loss = loss * weight
+        return reduce_pixel_loss(
+            loss, lambda: valid_weight(label, ignore_index, weight),
+            reduction, avg_factor)
 
 
 @MODELS.register_module()
@@ -96,5 +104,8 @@ class SoftmaxFocalLoss(PixelLoss):
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
                    **reduction) -> Tensor:
         return softmax_focal_loss(
-            cls_score, label, gamma=self.gamma, alpha=self.alpha,
+            cls_score,
+            label,
+            gamma=self.gamma,
+            alpha=self._buffer_on('alpha', cls_score.device),
             **reduction)

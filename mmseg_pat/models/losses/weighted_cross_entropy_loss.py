@@ -11,7 +11,8 @@ counts by a method of :data:`WEIGHTING_METHODS`: ``'inverse'`` (1 / n),
 1 / ln(1.02 + f) of Paszke et al., "ENet: A Deep Neural Network Architecture
 for Real-Time Semantic Segmentation", arXiv 1606.02147. The reduction is
 PyTorch's ``F.cross_entropy(weight=...)``: the weighted mean
-``sum_i w_{y_i} l_i / sum_i w_{y_i}`` over valid pixels.
+``sum_i w_{y_i} l_i / sum_i w_{y_i}`` over valid pixels, exactly 0 (not
+NaN) when there is none.
 """
 from typing import Optional, Sequence, Union
 
@@ -24,8 +25,8 @@ from torch import Tensor
 from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
                                          check_num_classes, log_class_prior)
 
-from .pixel_loss import (PixelLoss, pixel_weights, reduce_pixel_loss,
-                         true_class_log_prob)
+from .pixel_loss import (PixelLoss, check_logits_and_labels, class_weight_map,
+                         pixel_cross_entropy, reduce_pixel_loss, valid_weight)
 
 #: Class weighting methods: name -> weight as a function of the class
 #: frequency f (training pixels of the class over all training pixels).
@@ -89,11 +90,11 @@ def weighted_cross_entropy(cls_score: Tensor,
     """Cross-entropy with per-class and per-pixel weights, in float32.
 
     Args:
-        cls_score (Tensor): Logits (N, C, H, W).
-        label (Tensor): Labels (N, H, W).
+        cls_score (Tensor): Logits (N, C, d1, ..., dk), e.g. (N, C, H, W).
+        label (Tensor): Labels (N, d1, ..., dk).
         class_weight (Tensor, optional): Weight of each class (C, ).
             Default: None (1).
-        weight (Tensor, optional): Per-pixel weights (N, H, W).
+        weight (Tensor, optional): Per-pixel weights, the labels' shape.
             Default: None (1).
         ignore_index (int): Label of ignored pixels. Default: 255.
         reduction (str): ``'mean'`` (``sum w_i l_i / sum w_i`` with
@@ -103,17 +104,29 @@ def weighted_cross_entropy(cls_score: Tensor,
             ``sum w_i``. Default: None.
 
     Returns:
-        Tensor: The loss, a float32 scalar or (N, H, W).
+        Tensor: The loss, a float32 scalar or the per-pixel map.
     """
+    check_logits_and_labels(cls_score, label)
     num_classes = cls_score.shape[1]
     if class_weight is not None and len(class_weight) != num_classes:
         raise ValueError(f'class_weight has {len(class_weight)} entries but '
                          f'the logits have {num_classes} classes')
     with torch.autocast(device_type=cls_score.device.type, enabled=False):
-        log_p, class_index = true_class_log_prob(cls_score, label,
-                                                 ignore_index)
-        w = pixel_weights(class_index, num_classes, weight, class_weight)
-        return reduce_pixel_loss(-log_p * w, w, reduction, avg_factor)
+        if class_weight is not None:
+            class_weight = class_weight.to(cls_score.device, torch.float32)
+        loss = pixel_cross_entropy(cls_score.float(), label, ignore_index,
+                                   class_weight)
+        if weight is not None:
+            weight = weight.float()
+            loss = loss * weight
+
+        def norm_weight():
+            if class_weight is None:
+                return valid_weight(label, ignore_index, weight)
+            w = class_weight_map(label, class_weight, ignore_index)
+            return w if weight is None else w * weight
+
+        return reduce_pixel_loss(loss, norm_weight, reduction, avg_factor)
 
 
 @MODELS.register_module()
@@ -175,4 +188,7 @@ class WeightedCrossEntropyLoss(PixelLoss, ClassCountsUser):
             check_num_classes(self._require_class_counts(),
                               cls_score.shape[1])
         return weighted_cross_entropy(
-            cls_score, label, class_weight=self.class_weight, **reduction)
+            cls_score,
+            label,
+            class_weight=self._buffer_on('class_weight', cls_score.device),
+            **reduction)
