@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 
 from mmseg_pat.models.losses import (ConfidenceExchange, pat_loss, pat_weights,
                                      pixel_loss)
+from mmseg_pat.visualization import memory_panel
 
 
 def _random_batch(n=2, c=5, h=6, w=7, seed=0, scale=2.0):
@@ -537,3 +538,29 @@ def test_exchange_gives_previous_and_receives_current():
     torch.testing.assert_close(loss.exchange.current,
                                torch.where(label == 255, -1.0, p))
     assert loss.exchange.label is label
+
+
+def test_memory_panel_weights_follow_homogenize():
+    """The panel's weight map is the loss's: with one stored confidence
+    everywhere, 'none' gives every valid pixel the same weight, 'class'
+    gives the small class's pixels the larger one."""
+    label = torch.zeros(8, 10, dtype=torch.long)
+    label[:, :2] = 1  # 16 pixels of class 1, 64 of class 0
+    label[0] = 255
+    stored = torch.full(label.shape, 0.5)
+    current = torch.where(label == 255, -1.0, 0.8)
+    image = torch.zeros(3, 8, 10)
+    panels = {
+        homogenize: memory_panel(image, label, stored, current, 2,
+                                 homogenize=homogenize)[:, 30:]
+        for homogenize in ('none', 'class')
+    }
+    valid = (label != 255).numpy()
+    small = (label == 1).numpy()
+    assert len(np.unique(panels['none'][valid], axis=0)) == 1
+    colours = panels['class']
+    assert len(np.unique(colours[small], axis=0)) == 1
+    assert len(np.unique(colours[valid & ~small], axis=0)) == 1
+    # magma: the larger weight is the brighter colour
+    assert colours[small][0].sum() > colours[valid & ~small][0].sum()
+    assert np.all(colours[~valid] == 0)

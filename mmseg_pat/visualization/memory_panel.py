@@ -9,11 +9,10 @@ lands in whatever backend the config names (local files, TensorBoard).
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from torch import Tensor
 
-from mmseg_pat.models.losses.pat import pat_log_weights
+from mmseg_pat.models.losses.pat import pat_confidence, pat_log_weight_map
 
 _UNSEEN_GREY = np.array([128, 128, 128], np.uint8)
 
@@ -45,7 +44,9 @@ def memory_panel(image: Tensor,
                  curve: str = 'ina',
                  palette: Optional[Sequence] = None,
                  ignore_index: int = 255,
-                 bgr: bool = True) -> np.ndarray:
+                 bgr: bool = True,
+                 homogenize: str = 'none',
+                 max_log_weight: Optional[float] = None) -> np.ndarray:
     """The four panels of one image as an RGB uint8 array (h, 4 w, 3).
 
     Args:
@@ -62,26 +63,32 @@ def memory_panel(image: Tensor,
         ignore_index (int): Label of ignored pixels. Default: 255.
         bgr (bool): The image's channels are BGR (MMCV loads so).
             Default: True.
+        homogenize (str): PATLoss's ``homogenize``; the class areas are
+            this image's (the loss's are the batch's). Default: ``'none'``.
+        max_log_weight (float, optional): PATLoss's cap. Default: None.
     """
     h, w = label.shape[-2:]
     img = image[:, :h, :w].detach().float().clamp(0, 255).byte().cpu()
     img = img.permute(1, 2, 0).numpy()
     if bgr:
         img = img[..., ::-1]
-    label = label[..., :h, :w].detach().cpu().numpy().astype(np.int64)
+    label = label[..., :h, :w].detach().cpu().reshape(h, w)
     stored = stored[:h, :w].detach().float().cpu()
     current = current[:h, :w].detach().float().cpu()
     seen = (stored >= 0).numpy()
-    valid = (current >= 0).numpy()
 
     memory = _colour(stored.numpy(), 0.0, 1.0, 'viridis')
     memory[~seen] = _UNSEEN_GREY
-    q = torch.where(stored >= 0, stored, current.clamp(min=0))
-    log_w = pat_log_weights(q, num_classes, curve).numpy()
+    # the weights as the loss computes them, from the confidence it uses
+    log_w = pat_log_weight_map(
+        pat_confidence(stored, current), label, num_classes, curve,
+        homogenize, max_log_weight, ignore_index).numpy()
+    valid = np.isfinite(log_w)
     weights = _colour(log_w, float(log_w[valid].min()) if valid.any() else 0,
                       float(log_w[valid].max()) if valid.any() else 1,
                       'magma')
     weights[~valid] = 0
+    label = label.numpy().astype(np.int64)
     panels = [
         np.ascontiguousarray(img),
         _label_colours(label, palette, ignore_index), memory, weights
