@@ -51,7 +51,7 @@ from mmseg.registry import DATASETS
 from mmseg_pat.datasets import cached_class_counts
 from mmseg_pat.datasets.oxford_pet import split_names
 from mmseg_pat.utils.class_prior import FROM_TRAIN_SET
-from mmseg_pat.utils.launch import iter_heads
+from mmseg_pat.utils.model_heads import head_configs
 
 from .plots import plot_study
 from .runs import (by_iteration, collect_curves, evaluation_report, finished,
@@ -334,12 +334,13 @@ def set_iterations(cfg: Config,
 
 
 def set_method(cfg: Config, loss: Dict) -> None:
-    """Put ``loss`` on every head, and PrevPredictionHook on or off.
+    """Put ``loss`` on every head, and PrevPredictionHook on or off
+    (PlainCheckpointHook in its place when off).
 
     An auxiliary head keeps the ``loss_weight`` of its loss. A hook set up
     by the config is kept with its settings (e.g. its grid).
     """
-    for _, head in iter_heads(cfg.model):
+    for _, head in head_configs(cfg.model):
         old = head.get('loss_decode')
         weight = old.get('loss_weight', 1.0) if isinstance(old, dict) else 1.0
         head.loss_decode = dict(copy.deepcopy(loss), loss_weight=weight)
@@ -348,6 +349,9 @@ def set_method(cfg: Config, loss: Dict) -> None:
     hooks = [h for h in hooks if h['type'] != 'PrevPredictionHook']
     if needs_memory(loss):
         hooks += memory[:1] or [dict(type='PrevPredictionHook')]
+    elif not any(h['type'] == 'PlainCheckpointHook' for h in hooks):
+        # what PrevPredictionHook did for the run's checkpoints
+        hooks.append(dict(type='PlainCheckpointHook'))
     cfg.custom_hooks = hooks
 
 

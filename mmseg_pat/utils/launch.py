@@ -59,16 +59,6 @@ def set_data_root(cfg: Config, data_root: str) -> None:
                 dataset['data_root'] = data_root
 
 
-def iter_heads(model_cfg: dict):
-    """(name, head config) of every decode and auxiliary head of a model
-    config (a head may be a list of heads)."""
-    for key in ('decode_head', 'auxiliary_head'):
-        heads = model_cfg.get(key)
-        heads = heads if isinstance(heads, (list, tuple)) else [heads]
-        for i, head in enumerate(h for h in heads if h):
-            yield (key if len(heads) == 1 else f'{key}[{i}]'), head
-
-
 def check_data_roots(cfg: Config, loaders: Sequence[str] = LOADERS) -> None:
     """Refuse a missing ``data_root`` before anything is built.
 

@@ -21,26 +21,21 @@ import numpy as np
 import torch
 from mmengine.dist import broadcast_object_list, get_dist_info
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import BaseLoop
 from mmseg.registry import DATASETS, HOOKS
 
 from mmseg_pat.datasets.class_statistics import cached_class_counts
 from mmseg_pat.utils.class_prior import ClassCountsUser
+from mmseg_pat.utils.model_heads import head_modules, unwrap
 
 CHECKPOINT_KEY = 'class_counts'
-
-
-def _model(runner):
-    return runner.model.module if is_model_wrapper(
-        runner.model) else runner.model
 
 
 def _users(runner) -> List[ClassCountsUser]:
     """Every loss of the model and metric of a built loop that takes
     class counts."""
-    found = [m for m in _model(runner).modules()
+    found = [m for m in unwrap(runner.model).modules()
              if isinstance(m, ClassCountsUser)]
     # the runner builds its loops lazily: only those already built count
     for loop in (runner._train_loop, runner._val_loop, runner._test_loop):
@@ -57,18 +52,14 @@ def check_heads_match(model, classes) -> None:
     Raises:
         ValueError: Naming the head, both numbers and the classes.
     """
-    for key in ('decode_head', 'auxiliary_head'):
-        heads = getattr(model, key, None)
-        heads = heads if isinstance(heads, torch.nn.ModuleList) else [heads]
-        for i, head in enumerate(h for h in heads if h is not None):
-            name = key if len(heads) == 1 else f'{key}[{i}]'
-            num_classes = getattr(head, 'num_classes', None)
-            if num_classes is not None and num_classes != len(classes):
-                raise ValueError(
-                    f'model.{name}.num_classes is {num_classes} but the '
-                    f'training set has {len(classes)} classes: '
-                    f'{tuple(classes)}. Set model.{name}.num_classes='
-                    f"{len(classes)} (or the dataset's metainfo classes).")
+    for name, head in head_modules(model):
+        num_classes = getattr(head, 'num_classes', None)
+        if num_classes is not None and num_classes != len(classes):
+            raise ValueError(
+                f'model.{name}.num_classes is {num_classes} but the '
+                f'training set has {len(classes)} classes: '
+                f'{tuple(classes)}. Set model.{name}.num_classes='
+                f"{len(classes)} (or the dataset's metainfo classes).")
 
 
 @HOOKS.register_module()
@@ -100,7 +91,7 @@ class ClassCountsHook(Hook):
 
     def before_train(self, runner) -> None:
         dataset = runner.train_dataloader.dataset
-        check_heads_match(_model(runner), dataset.metainfo['classes'])
+        check_heads_match(unwrap(runner.model), dataset.metainfo['classes'])
         self._count(runner, dataset)
         self._supply(runner)
 
@@ -171,7 +162,7 @@ class ClassCountsHook(Hook):
     def _supply(self, runner) -> None:
         if self.counts is None:
             return
-        device = next(_model(runner).parameters()).device
+        device = next(unwrap(runner.model).parameters()).device
         for user in _users(runner):
             if user.class_counts_pending:
                 user.set_class_counts(self.counts)
