@@ -41,8 +41,7 @@ def _config(tmp_path, shapes_root, name, max_iters, workers=0):
     cfg.custom_hooks += [dict(type='MemoryRecorderHook'),
                          dict(type='CurrentRecorderHook'),
                          # the resumed run loads the first run's checkpoint
-                         dict(type='TrustedCheckpointsHook',
-                              trusted_dirs=[str(tmp_path)])]
+                         dict(type='PlainCheckpointHook')]
     cfg.train_dataloader.num_workers = workers
     cfg.train_dataloader.persistent_workers = workers > 0
     cfg.default_hooks.checkpoint.interval = 4

@@ -63,17 +63,18 @@ def test_tiny_model_trains_with_pat_loss(model, tmp_path, shapes_root):
 
 
 def test_resume_and_load_from_on_recent_torch(tmp_path, shapes_root):
-    """mmengine 0.10.7 + torch >= 2.6: with TrustedCheckpointsHook, a
+    """mmengine 0.10.7 + torch >= 2.6: with PlainCheckpointHook, a
     checkpoint written by the runner is loaded again by --resume and by
-    load_from (from another run's folder, named in trusted_dirs)."""
+    load_from (from another run's folder) through torch's safe loader."""
     first = tiny_config('segformer', str(tmp_path / 'a'), shapes_root,
                         max_iters=2, tmp_dir=str(tmp_path))
     first.default_hooks.checkpoint.interval = 1
+    first.custom_hooks = [dict(type='PlainCheckpointHook')]
     Runner.from_cfg(first).train()
 
     resumed = tiny_config('segformer', str(tmp_path / 'a'), shapes_root,
                           max_iters=4, tmp_dir=str(tmp_path))
-    resumed.custom_hooks = [dict(type='TrustedCheckpointsHook')]
+    resumed.custom_hooks = [dict(type='PlainCheckpointHook')]
     resumed.resume = True
     runner = Runner.from_cfg(resumed)
     runner.train()
@@ -87,7 +88,7 @@ def test_resume_and_load_from_on_recent_torch(tmp_path, shapes_root):
                          max_iters=1, tmp_dir=str(tmp_path))
     loaded.load_from = str(tmp_path / 'a' / 'iter_4.pth')
     loaded.custom_hooks = [
-        dict(type='TrustedCheckpointsHook', trusted_dirs=[str(tmp_path / 'a')])
+        dict(type='PlainCheckpointHook')
     ]
     runner = Runner.from_cfg(loaded)
     runner.call_hook('before_run')

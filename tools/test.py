@@ -6,6 +6,7 @@ work_dirs/segformer_cityscapes/iter_160000.pth``
 import argparse
 import os
 import os.path as osp
+import pickle
 import sys
 
 from mmengine.config import Config, DictAction
@@ -47,17 +48,21 @@ def load_fitting_checkpoint(runner, checkpoint: str, config: str) -> None:
 
     MMEngine loads ``load_from`` non-strictly: a checkpoint of another
     model (another num_classes, say) would leave layers at random and still
-    report an mIoU. The file is the user's choice, so its folder is
-    trusted for torch >= 2.6 (see mmseg_pat.utils.checkpoint_compat).
+    report an mIoU. torch >= 2.6 reads plain data only: the project's runs
+    write plain checkpoints; an older file is refused, saying how to
+    convert it.
     """
-    from mmseg_pat.utils import trusted_checkpoints
-    with trusted_checkpoints([osp.dirname(osp.abspath(checkpoint))]):
-        try:
-            runner.load_checkpoint(checkpoint, strict=True)
-        except RuntimeError as error:
-            sys.exit(f'{checkpoint} does not fit the model of {config}:\n'
-                     f'{error}\nEvaluate it with the config it was trained '
-                     'with (same num_classes, backbone and heads).')
+    try:
+        runner.load_checkpoint(checkpoint, strict=True)
+    except pickle.UnpicklingError as error:
+        sys.exit(f'{checkpoint} is not plain data, which torch >= 2.6 '
+                 f'refuses to load ({str(error).splitlines()[0]}). If you '
+                 'trust the file, convert it once with: python '
+                 f'tools/publish_checkpoint.py {checkpoint} OUT.pth')
+    except RuntimeError as error:
+        sys.exit(f'{checkpoint} does not fit the model of {config}:\n'
+                 f'{error}\nEvaluate it with the config it was trained '
+                 'with (same num_classes, backbone and heads).')
 
 
 def main():

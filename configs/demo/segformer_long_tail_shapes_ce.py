@@ -9,5 +9,5 @@ model = dict(
             loss_weight=1.0)))
 custom_hooks = [
     dict(type='ClassCountsHook'),
-    dict(type='TrustedCheckpointsHook'),
+    dict(type='PlainCheckpointHook'),
 ]

@@ -260,8 +260,6 @@ def plot_weight_map(baseline_run: Dict,
     from mmseg.apis import inference_model, init_model
     from mmseg.registry import DATASETS
 
-    from mmseg_pat.utils import trusted_checkpoints
-
     for run in (baseline_run, pat_run):
         if not run.get('checkpoint') or not osp.isfile(run['checkpoint']):
             raise FileNotFoundError(
@@ -279,10 +277,8 @@ def plot_weight_map(baseline_run: Dict,
     label = sample.gt_sem_seg.data[0]
     predictions = {}
     for name, run in zip(names, (baseline_run, pat_run)):
-        # the study's own checkpoints: MMEngine's pickles, on torch >= 2.6
-        with trusted_checkpoints([osp.dirname(run['checkpoint'])]):
-            model = init_model(Config.fromfile(run['config']),
-                               run['checkpoint'], device=device)
+        model = init_model(Config.fromfile(run['config']),
+                           run['checkpoint'], device=device)
         predictions[name] = inference_model(model, sample.img_path)
 
     logits = predictions[names[1]].seg_logits.data.float().cpu()

@@ -1,10 +1,10 @@
 from .directory_lock import DirectoryInUseError, DirectoryLock
-from .hooks import ClassCountsHook, PrevPredictionHook, TrustedCheckpointsHook
+from .hooks import ClassCountsHook, PlainCheckpointHook, PrevPredictionHook
 from .prediction_memory import (MemoryMismatchError, MemorySnapshotError,
                                 PredictionMemory)
 
 __all__ = [
     'ClassCountsHook', 'DirectoryInUseError', 'DirectoryLock',
     'MemoryMismatchError', 'MemorySnapshotError', 'PredictionMemory',
-    'PrevPredictionHook', 'TrustedCheckpointsHook'
+    'PlainCheckpointHook', 'PrevPredictionHook'
 ]

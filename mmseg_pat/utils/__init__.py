@@ -1,8 +1,4 @@
-from .checkpoint_compat import (release_checkpoints, trust_checkpoints,
-                                trust_during_load, trusted_checkpoints)
+from .model_heads import head_configs, head_modules, unwrap
 from .pat_config import check_pat_applies
 
-__all__ = [
-    'check_pat_applies', 'release_checkpoints', 'trust_checkpoints',
-    'trust_during_load', 'trusted_checkpoints'
-]
+__all__ = ['check_pat_applies', 'head_configs', 'head_modules', 'unwrap']

@@ -58,11 +58,11 @@ test_dataloader = val_dataloader
 # MMSeg's aAcc / mIoU / mAcc plus head / body / tail groups by training
 # pixel frequency. ClassCountsHook fills in class_counts='train_set' during
 # the run (counted once, cached in the work dir, recorded in checkpoints);
-# TrustedCheckpointsHook lets torch >= 2.6 resume this run's checkpoints.
+# PlainCheckpointHook writes checkpoints that torch >= 2.6 loads safely.
 val_evaluator = dict(
     type='LongTailIoUMetric', class_counts='train_set', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 custom_hooks = [
     dict(type='ClassCountsHook'),
-    dict(type='TrustedCheckpointsHook'),
+    dict(type='PlainCheckpointHook'),
 ]

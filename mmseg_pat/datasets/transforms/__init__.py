@@ -1,4 +1,8 @@
 from .pixel_origins import (ORIGIN_FIELDS, LoadPixelOrigins,
-                            PackSegInputsWithOrigins)
+                            PackSegInputsWithOrigins, add_pixel_origins,
+                            carries_pixel_origins)
 
-__all__ = ['ORIGIN_FIELDS', 'LoadPixelOrigins', 'PackSegInputsWithOrigins']
+__all__ = [
+    'ORIGIN_FIELDS', 'LoadPixelOrigins', 'PackSegInputsWithOrigins',
+    'add_pixel_origins', 'carries_pixel_origins'
+]

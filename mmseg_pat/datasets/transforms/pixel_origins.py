@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmengine.structures import PixelData
-from mmseg.datasets.transforms import PackSegInputs
+from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.registry import TRANSFORMS
 
 ORIGIN_FIELDS = ('origin_row', 'origin_col')
@@ -95,3 +95,73 @@ class PackSegInputsWithOrigins(PackSegInputs):
                 sample_idx=results['sample_idx'],
                 origin_shape=results['origin_shape']))
         return packed
+
+
+def _transform_class(step):
+    """The class a pipeline step (a config dict or a built transform)
+    is, or None where the registry does not know its type."""
+    if not isinstance(step, dict):
+        return type(step)
+    kind = step.get('type')
+    return kind if isinstance(kind, type) else TRANSFORMS.get(kind)
+
+
+def _is(step, cls) -> bool:
+    kind = _transform_class(step)
+    return isinstance(kind, type) and issubclass(kind, cls)
+
+
+def carries_pixel_origins(pipeline) -> bool:
+    """Whether a train pipeline (configs or built transforms) loads the
+    pixel origins right after the labels and packs them.
+
+    Raises:
+        ValueError: If ``LoadPixelOrigins`` comes before ``LoadAnnotations``.
+    """
+    loads = [i for i, t in enumerate(pipeline) if _is(t, LoadAnnotations)]
+    origins = [i for i, t in enumerate(pipeline) if _is(t, LoadPixelOrigins)]
+    if origins and loads and origins[0] < loads[0]:
+        raise ValueError(
+            'LoadPixelOrigins comes before LoadAnnotations in the training '
+            "pipeline: place it right after dict(type='LoadAnnotations').")
+    packs = [t for t in pipeline if _is(t, PackSegInputs)]
+    return bool(origins and packs) and _is(packs[-1],
+                                           PackSegInputsWithOrigins)
+
+
+def add_pixel_origins(pipeline: list) -> list:
+    """Complete a train pipeline config (a list of dicts, edited in place)
+    with the pixel origins: ``LoadPixelOrigins`` right after
+    ``LoadAnnotations``, ``PackSegInputsWithOrigins`` in place of
+    ``PackSegInputs`` (its ``meta_keys`` kept).
+
+    Returns:
+        list[str]: What was changed, for the log; empty if nothing.
+
+    Raises:
+        ValueError: If the pipeline has no ``LoadAnnotations`` or no
+            ``PackSegInputs`` to work from, saying what to add.
+    """
+    if carries_pixel_origins(pipeline):
+        return []
+    loads = [i for i, t in enumerate(pipeline) if _is(t, LoadAnnotations)]
+    packs = [i for i, t in enumerate(pipeline) if _is(t, PackSegInputs)]
+    if not loads or not packs:
+        raise ValueError(
+            'PrevPredictionHook cannot find LoadAnnotations and '
+            'PackSegInputs in the training pipeline to add the pixel '
+            "origins; add dict(type='LoadPixelOrigins') right after the "
+            "transform that loads the labels and dict(type="
+            "'PackSegInputsWithOrigins') in place of the packing one.")
+    changes = []
+    if not any(_is(t, LoadPixelOrigins) for t in pipeline):
+        pipeline.insert(loads[0] + 1, dict(type='LoadPixelOrigins'))
+        changes.append('LoadPixelOrigins after LoadAnnotations')
+        packs = [i + (i > loads[0]) for i in packs]
+    pack = pipeline[packs[-1]]
+    if not _is(pack, PackSegInputsWithOrigins):
+        keys = {k: v for k, v in pack.items() if k == 'meta_keys'}
+        pipeline[packs[-1]] = dict(type='PackSegInputsWithOrigins', **keys)
+        changes.append('PackSegInputsWithOrigins in place of PackSegInputs'
+                       + (' (same meta_keys)' if keys else ''))
+    return changes

@@ -1,5 +1,5 @@
 from .class_counts_hook import ClassCountsHook
+from .plain_checkpoint_hook import PlainCheckpointHook
 from .prev_prediction_hook import PrevPredictionHook
-from .trusted_checkpoints_hook import TrustedCheckpointsHook
 
-__all__ = ['ClassCountsHook', 'PrevPredictionHook', 'TrustedCheckpointsHook']
+__all__ = ['ClassCountsHook', 'PlainCheckpointHook', 'PrevPredictionHook']

@@ -21,8 +21,12 @@ training), which one run owns at a time. Outside training (``tools/test.py``,
 
 The train pipeline must carry the pixel origins (``LoadPixelOrigins`` right
 after ``LoadAnnotations``, ``PackSegInputsWithOrigins`` in place of
-``PackSegInputs``); the hook puts them there itself when they are missing.
+``PackSegInputs``). When the config's pipeline lacks them, the hook adds
+them to the config's train loader and has the runner build its train loop
+again from it, before anything is read (see :func:`_rebuild_train_loop`).
+The run's checkpoints are plain data (:mod:`mmseg_pat.engine.checkpoints`).
 """
+import copy
 import hashlib
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -30,19 +34,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.dist import all_gather, all_reduce, get_dist_info
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
-from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
+from mmengine.registry import LOOPS
+from mmengine.runner import BaseLoop
 from mmseg.registry import HOOKS
 from torch import Tensor
 
-from mmseg_pat.datasets.transforms import (LoadPixelOrigins,
-                                           PackSegInputsWithOrigins)
+from mmseg_pat.datasets.transforms import (add_pixel_origins,
+                                           carries_pixel_origins)
+from mmseg_pat.engine.checkpoints import check_resume, from_plain, to_plain
 from mmseg_pat.engine.directory_lock import DirectoryLock
 from mmseg_pat.engine.prediction_memory import (MemoryMismatchError,
                                                 MemorySnapshotError,
                                                 PredictionMemory)
 from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
-from mmseg_pat.utils.checkpoint_compat import run_folders, trust_during_load
+from mmseg_pat.utils.model_heads import head_modules, unwrap
+from mmseg_pat.utils.pat_config import (POINT_HEADS, PREDICTION_CALLS,
+                                        check_pat_applies)
 from mmseg_pat.visualization import memory_panel
 
 CHECKPOINT_KEY = 'prev_prediction_memory'
@@ -71,26 +78,38 @@ def dataset_fingerprint(dataset) -> str:
     return f'{len(dataset)}:{digest.hexdigest()[:16]}'
 
 
-def find_pat_losses(model) -> Tuple[List[PATLoss], PATLoss]:
-    """Every PATLoss of a model, and the one whose confidences are stored:
-    that of the last decode head (a cascade's final head), else the first.
+def _head_kind(head) -> str:
+    """The name of the first class of ``head``'s MRO that a rule names."""
+    for base in type(head).__mro__:
+        if base.__name__ in (*POINT_HEADS, *PREDICTION_CALLS):
+            return base.__name__
+    return ''
+
+
+def find_pat_losses(model) -> Tuple[List[PATLoss], PATLoss, str]:
+    """Every PATLoss of a model, the one whose confidences are stored, and
+    which of its calls in an iteration is the prediction.
+
+    The writer is the first PATLoss of the last decode head that sees
+    whole label maps (a cascade's final head; PointRend's point head sees
+    sampled points and is skipped), else the first PATLoss.
 
     Raises:
         ValueError: If the model has no PATLoss.
     """
-    model = model.module if is_model_wrapper(model) else model
-    losses = [m for m in model.modules() if isinstance(m, PATLoss)]
+    losses = [m for m in unwrap(model).modules() if isinstance(m, PATLoss)]
     if not losses:
         raise ValueError(
             'PrevPredictionHook is on but the model has no PATLoss: set '
             "loss_decode=dict(type='PATLoss') on the decode head, or "
             'remove the hook from custom_hooks.')
-    heads = getattr(model, 'decode_head', None)
-    if isinstance(heads, torch.nn.ModuleList):
-        heads = heads[-1]
-    head_losses = [m for m in heads.modules() if isinstance(m, PATLoss)
-                   ] if heads is not None else []
-    return losses, (head_losses or losses)[0]
+    for name, head in reversed(list(head_modules(model))):
+        head_losses = [m for m in head.modules() if isinstance(m, PATLoss)]
+        kind = _head_kind(head)
+        if (name.startswith('decode_head') and head_losses
+                and kind not in POINT_HEADS):
+            return losses, head_losses[0], PREDICTION_CALLS.get(kind, 'last')
+    return losses, losses[0], 'last'
 
 
 def _any_rank(flag: int) -> int:
@@ -166,6 +185,7 @@ class PrevPredictionHook(Hook):
         self.memory: Optional[PredictionMemory] = None
         self._losses: List[PATLoss] = []
         self._writer: Optional[PATLoss] = None
+        self._keep = 'last'
         self._lock: Optional[DirectoryLock] = None
         self._checkpoint_entry: Optional[Dict] = None
         self._batch: Optional[_Batch] = None
@@ -173,17 +193,67 @@ class PrevPredictionHook(Hook):
 
     # -- set-up -------------------------------------------------------------
     def before_run(self, runner) -> None:
-        # --resume of this run's checkpoints on torch >= 2.6
-        trust_during_load(runner, run_folders(runner))
+        twins = [h for h in runner.hooks if isinstance(h, PrevPredictionHook)]
+        if len(twins) > 1:
+            raise ValueError(
+                f'PrevPredictionHook is listed {len(twins)} times in '
+                'custom_hooks: each would keep its own prediction memory and '
+                'write it every iteration. Keep one entry (check the '
+                "custom_hooks of the config's _base_ files too).")
+        if runner.cfg:  # a runner built from a config (not from objects)
+            check_pat_applies(runner.cfg)
+        # Runner.train() builds its train loop before this call; val() and
+        # test() do not (and need no training set)
+        if isinstance(runner._train_loop, BaseLoop):
+            check_resume(runner, runner.logger)
+            self._complete_pipeline(runner)
+
+    def _complete_pipeline(self, runner) -> None:
+        """Give the training loader the pixel origins before it is read.
+
+        MMEngine builds the train loop, and with it the loader (whose
+        iteration-based loop forks its workers at once), before any hook
+        runs. If the built pipeline lacks the origins, they are added to
+        the config's train loader and the loop is built again from it;
+        the loop built first is dropped unread, and its workers end.
+        """
+        dataset = _base_dataset(runner.train_dataloader.dataset)
+        transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms',
+                             None)
+        if transforms is None:
+            raise ValueError(
+                'PrevPredictionHook needs the training set\'s pipeline '
+                '(train_dataloader.dataset.pipeline) to track where each '
+                'pixel comes from; this dataset has none.')
+        if carries_pixel_origins(transforms):
+            return
+        loader_cfg = runner.cfg.get('train_dataloader')
+        if not loader_cfg or not runner.cfg.get('train_cfg'):
+            raise ValueError(
+                'The training pipeline does not carry the pixel origins, and '
+                'the runner has no config to build its loader again from. '
+                "Add dict(type='LoadPixelOrigins') right after "
+                "dict(type='LoadAnnotations') and use dict(type="
+                "'PackSegInputsWithOrigins') in place of PackSegInputs.")
+        loader_cfg = copy.deepcopy(loader_cfg)
+        changes = add_pixel_origins(_pipeline_config(loader_cfg['dataset']))
+        _rebuild_train_loop(runner, loader_cfg)
+        runner.logger.info(
+            'PrevPredictionHook: added to the training pipeline: '
+            f'{"; ".join(changes)}. The train loop was built again with it '
+            '(to skip that, put these transforms in the config).')
 
     def before_train(self, runner) -> None:
-        self._losses, self._writer = find_pat_losses(runner.model)
+        self._losses, self._writer, keep = find_pat_losses(runner.model)
+        self._keep = keep
         dataset = _base_dataset(runner.train_dataloader.dataset)
-        self._prepare_pipeline(runner, dataset)
-        head = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        if not carries_pixel_origins(dataset.pipeline.transforms):
+            raise ValueError(
+                'the training pipeline lost the pixel origins after '
+                'PrevPredictionHook added them (did another hook replace '
+                'the train loader?)')
         num_classes = len(dataset.metainfo.get('classes') or ()) or -1
-        device = next(head.parameters()).device
+        device = next(unwrap(runner.model).parameters()).device
         meta = PredictionMemory.make_meta(
             len(dataset), self.grid, num_classes, dataset_fingerprint(dataset))
         self.memory = PredictionMemory(meta, device)
@@ -205,56 +275,11 @@ class PrevPredictionHook(Hook):
             f'writes it to {self.memory_dir}), feeding '
             f'{len(self._losses)} PATLoss module(s)')
 
-    def _prepare_pipeline(self, runner, dataset) -> None:
-        """Put the pixel-origin transforms into the training pipeline when
-        they are missing, or refuse a pipeline that cannot carry them."""
-        transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms',
-                             None)
-        if transforms is None:
-            raise ValueError(
-                'PrevPredictionHook needs the training set\'s pipeline '
-                '(train_dataloader.dataset.pipeline) to track where each '
-                'pixel comes from; this dataset has none.')
-        loads = [i for i, t in enumerate(transforms)
-                 if isinstance(t, LoadAnnotations)]
-        origins = [i for i, t in enumerate(transforms)
-                   if isinstance(t, LoadPixelOrigins)]
-        packs = [i for i, t in enumerate(transforms)
-                 if isinstance(t, PackSegInputs)]
-        if origins and packs and isinstance(transforms[packs[-1]],
-                                            PackSegInputsWithOrigins):
-            if loads and origins[0] < loads[0]:
-                raise ValueError(
-                    'LoadPixelOrigins comes before LoadAnnotations in the '
-                    'training pipeline: place it right after '
-                    "dict(type='LoadAnnotations').")
-            return
-        if not loads or not packs:
-            raise ValueError(
-                'PrevPredictionHook cannot find LoadAnnotations and '
-                'PackSegInputs in the training pipeline to add the pixel '
-                "origins; add dict(type='LoadPixelOrigins') right after the "
-                "transform that loads the labels and dict(type="
-                "'PackSegInputsWithOrigins') in place of the packing one.")
-        changes = []
-        if not origins:
-            transforms.insert(loads[0] + 1, LoadPixelOrigins())
-            changes.append('LoadPixelOrigins after LoadAnnotations')
-            packs = [i + (i > loads[0]) for i in packs]
-        if not isinstance(transforms[packs[-1]], PackSegInputsWithOrigins):
-            old = transforms[packs[-1]]
-            transforms[packs[-1]] = PackSegInputsWithOrigins(
-                meta_keys=old.meta_keys)
-            changes.append('PackSegInputsWithOrigins in place of '
-                           'PackSegInputs (same meta_keys)')
-        runner.logger.info('PrevPredictionHook: added to the training '
-                           'pipeline: ' + '; '.join(changes))
-        _restart_loader_workers(runner)
-
     # -- resume ------------------------------------------------------------
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
         # load_from and tools/test.py land here too: only a resumed run
         # (iter > 0 in before_train) uses the snapshot.
+        from_plain(checkpoint)
         self._checkpoint_entry = checkpoint.get(CHECKPOINT_KEY)
 
     def _restore(self, runner) -> None:
@@ -294,6 +319,7 @@ class PrevPredictionHook(Hook):
             f'({self.memory.filled_fraction():.1%} of the cells filled)')
 
     def before_save_checkpoint(self, runner, checkpoint: Dict) -> None:
+        to_plain(checkpoint)
         if self.memory is None:
             return
         checkpoint[CHECKPOINT_KEY] = self.memory.state_dict()
@@ -321,7 +347,7 @@ class PrevPredictionHook(Hook):
                 cells.append(self.memory.cells(origin, sample.origin_shape))
             sample_idx = torch.tensor(indices).to(device, non_blocking=True)
             exchange = ConfidenceExchange(
-                self.memory.read(sample_idx, cells), self._writer)
+                self.memory.read(sample_idx, cells), self._writer, self._keep)
         self._batch = _Batch(sample_idx, cells, exchange)
         for loss in self._losses:
             loss.exchange = exchange
@@ -337,11 +363,7 @@ class PrevPredictionHook(Hook):
         exchange = batch.exchange if batch is not None else None
         if exchange is None or exchange.current is None:
             return
-        # RuntimeInfoHook has read the losses already, so the device is
-        # idle: reading two numbers back costs no extra wait
-        known, valid = exchange.known_and_valid.tolist()
-        runner.message_hub.update_scalar('train/memory_hit',
-                                         known / max(valid, 1))
+        self._log_statistics(runner, exchange)
         if self.vis_interval and self.every_n_train_iters(
                 runner, self.vis_interval):
             self._draw(runner, data_batch, exchange)
@@ -351,10 +373,30 @@ class PrevPredictionHook(Hook):
             sample_idx, rows = self._from_all_ranks(runner, batch.sample_idx,
                                                     rows)
             self.memory.write(sample_idx, rows)
-        self._class_sums += exchange.class_sums
-        self._class_pixels += exchange.class_pixels
         if self.every_n_train_iters(runner, self.log_interval):
             self._log_memory(runner)
+
+    def _log_statistics(self, runner, exchange: ConfidenceExchange) -> None:
+        """The share of valid pixels that had a stored confidence, and the
+        sums behind the mean confidence written per class."""
+        current, label = exchange.current, exchange.label
+        previous = exchange.previous_batch(current.shape)
+        valid = current >= 0
+        known = valid & (previous >= 0) if previous is not None else (
+            torch.zeros_like(valid))
+        # RuntimeInfoHook has read the losses already, so the device is
+        # idle: reading two numbers back costs no extra wait
+        hits, pixels = torch.stack([known.sum(), valid.sum()]).tolist()
+        runner.message_hub.update_scalar('train/memory_hit',
+                                         hits / max(pixels, 1))
+        num_classes = len(self._class_sums)
+        # the extra last bin collects the ignored pixels
+        index = torch.where(valid, label.long(), num_classes).reshape(-1)
+        bins = current.new_zeros(num_classes + 1)
+        self._class_sums += bins.scatter_add(
+            0, index, current.clamp(min=0).reshape(-1))[:num_classes]
+        self._class_pixels += bins.scatter_add(
+            0, index, valid.reshape(-1).float())[:num_classes]
 
     def _from_all_ranks(self, runner, sample_idx: Tensor,
                         rows: Tensor) -> Tuple[Tensor, Tensor]:
@@ -429,23 +471,34 @@ class PrevPredictionHook(Hook):
             self._lock.release()
 
 
-def _restart_loader_workers(runner) -> None:
-    """Make the training loader's workers use the edited pipeline.
+def _pipeline_config(dataset_cfg: Dict) -> list:
+    """The ``pipeline`` list of a dataset config, through wrappers such as
+    ``RepeatDataset`` that keep their inner dataset under ``dataset``."""
+    while 'pipeline' not in dataset_cfg and isinstance(
+            dataset_cfg.get('dataset'), dict):
+        dataset_cfg = dataset_cfg['dataset']
+    if 'pipeline' not in dataset_cfg:
+        raise ValueError(
+            'PrevPredictionHook cannot find the pipeline in the config of '
+            'train_dataloader.dataset: add the pixel-origin transforms to it '
+            "yourself (dict(type='LoadPixelOrigins') right after "
+            "LoadAnnotations, dict(type='PackSegInputsWithOrigins') in place "
+            'of PackSegInputs).')
+    return dataset_cfg['pipeline']
 
-    MMEngine's IterBasedTrainLoop starts the dataloader's iterator (and
-    forks its workers, which copy the dataset) when the loop is built, before
-    any hook runs; their first batches are already being prepared with the
-    old pipeline. The iterator is replaced by a fresh one: its sampler
-    starts from the same seed, so the run sees the same data order.
+
+def _rebuild_train_loop(runner, loader_cfg: Dict) -> None:
+    """Build the runner's train loop again, on ``loader_cfg``.
+
+    MMEngine has no hook point between the runner's config and the train
+    loop it builds from it; this does what ``Runner.build_train_loop``
+    does with a loop config, with the completed loader, and hands the loop
+    to the runner where it keeps it. The loop built first was never read.
     """
-    loop = runner.train_loop
-    iterator = getattr(loop, 'dataloader_iterator', None)
-    loader = loop.dataloader
-    if iterator is None or not getattr(loader, 'num_workers', 0):
-        return  # workers start later (epoch loops) or do not exist
-    old = getattr(iterator, '_iterator', None)
-    if hasattr(old, '_shutdown_workers'):
-        old._shutdown_workers()
-    if getattr(loader, '_iterator', None) is old:
-        loader._iterator = None  # persistent workers: do not reuse them
-    loop.dataloader_iterator = type(iterator)(loader)
+    loop_cfg = copy.deepcopy(runner.cfg['train_cfg'])
+    if 'type' not in loop_cfg:  # MMEngine's shorthand
+        by_epoch = loop_cfg.pop('by_epoch')
+        loop_cfg['type'] = ('EpochBasedTrainLoop'
+                            if by_epoch else 'IterBasedTrainLoop')
+    runner._train_loop = LOOPS.build(
+        loop_cfg, default_args=dict(runner=runner, dataloader=loader_cfg))

@@ -1,12 +1,11 @@
 """What PrevPredictionHook and PATLoss hand each other in one iteration.
 
-Lifetime: one training iteration. ``PrevPredictionHook.before_train_iter``
-makes a :class:`ConfidenceExchange` holding the batch's stored confidences
-and sets it as ``exchange`` on every ``PATLoss`` of the model; each loss
-reads ``previous`` in its forward; the ``writer`` (the loss of the head
-whose prediction is the model's, i.e. the last decode head) records its
-current confidences; ``after_train_iter`` writes those back to the memory
-and takes the exchange off the losses again.
+One direction each way: the hook puts the batch's stored confidences in
+(``previous``), the loss of the head whose prediction is the model's (the
+``writer``) leaves its current confidences out (``current`` with the
+``label`` they belong to). Lifetime: one training iteration, from the
+hook's ``before_train_iter`` to its ``after_train_iter``; statistics for
+the logs are the hook's business, not this object's.
 """
 from typing import List, Optional, Sequence
 
@@ -23,33 +22,41 @@ class ConfidenceExchange:
             batch is padded), on the device of the model; negative where
             nothing is stored.
         writer (nn.Module): The loss whose current confidences are stored.
+        keep (str): Which of the writer's calls in the iteration is the
+            model's prediction: ``'last'`` (one call, or the final stage of
+            an iterative head such as K-Net's) or ``'first'`` (DANet's head
+            calls its loss on the fused map first, then on each branch).
+            Default: ``'last'``.
 
     Attributes:
         current (Tensor | None): Set by the writer's forward: its detached
             current true-class confidence (N, H, W), -1 at ignored pixels.
-        known_and_valid (Tensor | None): Set by the writer: int64 (2, ), the
-            valid pixels that had a stored confidence, and all valid pixels.
-        class_sums (Tensor | None), class_pixels (Tensor | None): Set by the
-            writer: per class, the sum of the current confidences of its
-            valid pixels and their number (C, ).
+        label (Tensor | None): The labels (N, H, W) ``current`` belongs to.
     """
 
-    def __init__(self, previous: Sequence[Tensor], writer: nn.Module):
+    def __init__(self,
+                 previous: Sequence[Tensor],
+                 writer: nn.Module,
+                 keep: str = 'last'):
+        if keep not in ('first', 'last'):
+            raise ValueError(f"keep must be 'first' or 'last', got {keep!r}")
         self.previous: List[Tensor] = list(previous)
         self.writer = writer
+        self.keep = keep
         self.current: Optional[Tensor] = None
-        self.known_and_valid: Optional[Tensor] = None
-        self.class_sums: Optional[Tensor] = None
-        self.class_pixels: Optional[Tensor] = None
+        self.label: Optional[Tensor] = None
         self._padded: Optional[Tensor] = None
 
     def previous_batch(self, shape: Sequence[int]) -> Optional[Tensor]:
         """The stored confidences as one (N, H, W) map, padded with -1 at
         the bottom and right as MMSeg pads the batch's labels.
 
-        Returns None if the maps cannot belong to a batch of that shape
-        (then the loss is not looking at this iteration's batch).
+        Returns None where the maps cannot belong to labels of that shape:
+        labels that are not (N, H, W) maps (e.g. PointRend's point head
+        computes its loss on (N, P) sampled points), or of another batch.
         """
+        if len(shape) != 3:
+            return None
         n, height, width = shape
         if self._padded is not None and tuple(self._padded.shape) == tuple(
                 shape):
@@ -68,32 +75,18 @@ class ConfidenceExchange:
         self._padded = padded
         return padded
 
-    def record(self, loss: nn.Module, current: Tensor, label: Tensor,
-               previous: Optional[Tensor], num_classes: int) -> None:
-        """Keep the writer's current confidences and their statistics.
-
-        Calls from other losses are ignored. Everything stays on the
-        device: no value is read back here.
+    def record(self, loss: nn.Module, current: Tensor, label: Tensor) -> None:
+        """Keep the writer's current confidences; calls from other losses,
+        and maps that are not (N, H, W), are ignored. Nothing is computed
+        or read back here.
 
         Args:
             loss (nn.Module): The loss calling.
-            current (Tensor): Detached (N, H, W) confidences, -1 where
-                ignored.
-            label (Tensor): (N, H, W) labels.
-            previous (Tensor | None): The stored confidences it used.
-            num_classes (int): Number of classes C.
+            current (Tensor): Detached confidences, -1 where ignored.
+            label (Tensor): The labels, same shape.
         """
-        if loss is not self.writer:
+        if loss is not self.writer or current.dim() != 3 or (
+                self.keep == 'first' and self.current is not None):
             return
         self.current = current
-        valid = current >= 0
-        known = valid & (previous >= 0) if previous is not None else (
-            torch.zeros_like(valid))
-        self.known_and_valid = torch.stack([known.sum(), valid.sum()])
-        # the extra last bin collects the ignored pixels
-        index = torch.where(valid, label.long(), num_classes).reshape(-1)
-        bins = current.new_zeros(num_classes + 1)
-        self.class_sums = bins.scatter_add(
-            0, index, current.clamp(min=0).reshape(-1))[:num_classes]
-        self.class_pixels = bins.scatter_add(
-            0, index, valid.reshape(-1).float())[:num_classes]
+        self.label = label
