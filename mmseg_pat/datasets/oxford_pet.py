@@ -94,7 +94,7 @@ class OxfordPetDataset(NamesFilesOnLoadError, BaseSegDataset):
             **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        """One entry per image of the split list ``ann_file``.
+        """One entry per image of the split list ``ann_file``, by name.
 
         Raises:
             FileNotFoundError: If the data root, the split list or the image
@@ -127,5 +127,9 @@ class OxfordPetDataset(NamesFilesOnLoadError, BaseSegDataset):
                 seg_map_path=osp.join(seg_dir, name + self.seg_map_suffix),
                 label_map=self.label_map,
                 reduce_zero_label=self.reduce_zero_label,
-                seg_fields=[]) for name in names
+                seg_fields=[])
+            # in the order of the file names, as MMSeg's folder scans give:
+            # tools such as confusion_matrix.py pair the dataset with
+            # sorted(os.listdir(predictions)) (named <image stem>.png)
+            for name in sorted(names, key=lambda n: n + '.png')
         ]
