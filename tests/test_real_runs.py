@@ -274,3 +274,22 @@ def test_copied_work_dir_resumes_from_its_own_files(tmp_path, shapes_root):
     assert 'memory restored at iteration 4' in log
     with open(tmp_path / 'copy' / 'last_checkpoint') as f:
         assert f.read().startswith(str(tmp_path / 'copy'))
+
+
+def test_loss_list_with_pat_trains_and_writes_the_memory(tmp_path,
+                                                         shapes_root):
+    """A head whose loss_decode is a list (PATLoss beside MMSeg's Dice
+    loss, as MMSeg users combine losses): the memory is written from the
+    PATLoss of the list, and both losses reach the log."""
+    cfg = _two_edit_tiny(str(tmp_path), shapes_root, dict(type='PATLoss'), 4)
+    cfg.model.decode_head.loss_decode = [
+        dict(type='PATLoss'),
+        dict(type='DiceLoss', loss_weight=0.5, loss_name='loss_dice')
+    ]
+    runner = _run(cfg)
+    scalars = runner.message_hub.log_scalars
+    assert {'train/decode.loss_pat', 'train/decode.loss_dice'} <= set(scalars)
+    table = _hook(runner).memory.table
+    assert bool((table != 255).any())
+    hits = scalars['train/memory_hit'].data[0]
+    assert len(hits) == 4 and hits[0] == 0
