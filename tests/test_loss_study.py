@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS, HOOKS
 
-from mmseg_pat.analysis import plots, runs, study
+from mmseg_pat.analysis import plots, runs, study, weight_plots
 from mmseg_pat.models.losses import PATLoss
 from mmseg_pat.utils.class_prior import load_class_counts
 
@@ -428,8 +428,8 @@ def test_plot_functions_write_png(tiny_study, tmp_path):
     paths = [
         plots.plot_per_class_iou(rows, str(tmp_path / 'iou.png'),
                                  ce['class_counts']),
-        plots.plot_weighting_curves(str(tmp_path / 'curves.png')),
-        plots.plot_weight_map(
+        weight_plots.plot_weighting_curves(str(tmp_path / 'curves.png')),
+        weight_plots.plot_weight_map(
             runs.read_run(ce['work_dir']),
             runs.read_run(pat['work_dir']),
             str(tmp_path / 'weights.png'),
@@ -478,7 +478,7 @@ def test_weight_maps_are_pats_weights(curve, homogenize, power):
     weight = np.where(valid, beta / counts[index]**power, 0)
     weight /= weight[valid].mean()
 
-    got_beta, got_weight = plots.pat_weight_maps(
+    got_beta, got_weight = weight_plots.pat_weight_maps(
         logits, label, PATLoss(curve=curve, homogenize=homogenize))
     np.testing.assert_allclose(got_beta.numpy()[valid], beta[valid],
                                rtol=1e-5)
