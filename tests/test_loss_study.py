@@ -19,7 +19,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS, HOOKS
 
-from mmseg_pat.analysis import plots, runs, study
+from mmseg_pat.analysis import (breed_folds, plots, presets, run_config, runs,
+                                tables, weight_plots)
 from mmseg_pat.models.losses import PATLoss
 from mmseg_pat.utils.class_prior import load_class_counts
 
@@ -35,7 +36,7 @@ def _cli(name):
 CLASSES = ('background', 'square', 'disc', 'triangle')
 # The demo config cut down to a tiny SegFormer on the tiny generated data.
 TINY_PRESET = dict(
-    config=study.DEMO_CONFIG,
+    config=presets.DEMO_CONFIG,
     methods=('ce', 'pat', 'broken'),
     seeds=(0, ),
     iters=4,
@@ -67,9 +68,9 @@ def tiny_study(tmp_path_factory, shapes_root):
     """Output folder of a tiny study: ce, pat and a broken method."""
     out = str(tmp_path_factory.mktemp('study'))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(study.PRESETS, 'tiny',
+        patch.setitem(presets.PRESETS, 'tiny',
                       dict(TINY_PRESET, data_root=shapes_root))
-        patch.setitem(study.METHODS, 'broken', BROKEN)
+        patch.setitem(presets.METHODS, 'broken', BROKEN)
         summary = _cli('loss_study')(
             ['--preset', 'tiny', '--out', out, '--val-interval', '2'])
     return out, summary
@@ -81,7 +82,7 @@ def test_study_writes_run_table(tiny_study):
     assert [(r['method'], r['seed'], r['status']) for r in rows] == [
         ('ce', '0', 'ok'), ('pat', '0', 'ok'), ('broken', '0', 'failed')]
     columns = list(rows[0])
-    for column in (*study.RUN_COLUMNS, 'work_dir', 'checkpoint'):
+    for column in (*tables.RUN_COLUMNS, 'work_dir', 'checkpoint'):
         assert column in columns, column
     assert [c for c in columns if c.startswith('IoU.')] == [
         f'IoU.{c}' for c in CLASSES]
@@ -128,16 +129,17 @@ def test_train_set_counts_from_a_relative_cache_dir(shapes_root, tmp_path,
                                                     monkeypatch):
     """Every class_counts='train_set' becomes one absolute path, valid from
     any working directory; a config that asks for none is left alone."""
-    cfg = Config.fromfile(osp.join(PROJECT, study.DEMO_CONFIG))
-    study.set_data(cfg, shapes_root, TINY_SHAPES)
-    study.set_method(cfg, study.METHODS['wce'])
+    cfg = Config.fromfile(presets.config_path(presets.DEMO_CONFIG))
+    run_config.set_data(cfg, shapes_root, TINY_SHAPES)
+    run_config.set_method(cfg, presets.METHODS['wce'])
     monkeypatch.chdir(tmp_path)
-    path = study.set_train_set_counts(cfg, osp.join('work_dirs', 'counts'))
+    path = run_config.set_train_set_counts(cfg,
+                                           osp.join('work_dirs', 'counts'))
     assert path == str(tmp_path / 'work_dirs' / 'counts' /
                        osp.basename(path))
     assert cfg.val_evaluator.class_counts == path
     assert cfg.model.decode_head.loss_decode.class_counts == path
-    assert study.set_train_set_counts(cfg, 'elsewhere') is None
+    assert run_config.set_train_set_counts(cfg, 'elsewhere') is None
 
 
 def test_study_writes_summary_tables(tiny_study):
@@ -145,7 +147,7 @@ def test_study_writes_summary_tables(tiny_study):
     rows = _read_csv(osp.join(out, 'results.csv'))
     assert [r['method'] for r in rows] == ['ce', 'pat', 'broken']
     assert rows[2]['failed'] == '1'
-    for metric in study.SUMMARY_METRICS:
+    for metric in tables.SUMMARY_METRICS:
         assert f'{metric}_mean' in rows[0] and f'{metric}_std' in rows[0]
     assert math.isclose(summary[1]['mIoU_mean'],
                         float(_read_csv(osp.join(out, 'runs.csv'))[1]['mIoU']))
@@ -200,7 +202,7 @@ def test_summarize_hand_made_table():
         dict(method='pat', seed=2, variant='', status='failed'),
         _row('ce', 0, 10.0, 1.0, variant='imbalance_ratio=5'),
     ]
-    summary = study.summarize(rows, metrics=('mIoU', 'tail_mIoU'))
+    summary = tables.summarize(rows, metrics=('mIoU', 'tail_mIoU'))
     by_key = {(s['variant'], s['method']): s for s in summary}
     ce, pat = by_key[('', 'ce')], by_key[('', 'pat')]
     assert (ce['runs'], ce['failed'], pat['runs'], pat['failed']) == (2, 0,
@@ -217,7 +219,7 @@ def test_summarize_hand_made_table():
     single = by_key[('imbalance_ratio=5', 'ce')]
     assert single['mIoU_mean'] == 10.0 and single['mIoU_std'] == 0.0
 
-    table = study.markdown_table(summary)
+    table = tables.markdown_table(summary)
     assert '| imbalance_ratio=5 | ce |' in table
     assert '42.00 ± 2.83' in table and '-1.00 ± 2.83' in table
     assert '3 (1 failed)' in table
@@ -241,7 +243,7 @@ def test_paired_gains_share_a_baseline_with_no_variant():
              _row('ce', 0, 30.0, 0.0, 'held_out_breed=b'),
              _row('pat', 0, 30.0, 2.0, 'held_out_breed=b')]
     pooled = {e['method']: e
-              for e in study.summarize(study.pooled(folds))}
+              for e in tables.summarize(tables.pooled(folds))}
     assert pooled['pat']['variant'] == 'all'
     assert pooled['pat']['gain_tail_mIoU_mean'] == pytest.approx(3.0)
     assert pooled['pat']['gain_tail_mIoU_std'] == pytest.approx(math.sqrt(2))
@@ -251,9 +253,9 @@ def test_paired_gains_share_a_baseline_with_no_variant():
 def test_memory_grid_reaches_the_hook_and_ce_runs_once(shapes_root,
                                                        tmp_path):
     preset = dict(TINY_PRESET, data_root=shapes_root, seeds=(0, 1))
-    planned = study.plan_runs(preset, str(tmp_path), ['ce', 'pat'],
-                              variants=[{study.MEMORY_GRID: 16},
-                                        {study.MEMORY_GRID: 64}])
+    planned = run_config.plan_runs(preset, str(tmp_path), ['ce', 'pat'],
+                                   variants=[{presets.MEMORY_GRID: 16},
+                                             {presets.MEMORY_GRID: 64}])
     assert [r['label'] for r in planned] == [
         'ce/seed0', 'memory_grid=16/pat/seed0', 'ce/seed1',
         'memory_grid=16/pat/seed1', 'memory_grid=64/pat/seed0',
@@ -266,19 +268,19 @@ def test_memory_grid_reaches_the_hook_and_ce_runs_once(shapes_root,
         if run['method'] == 'ce':
             assert hooks == []
             with pytest.raises(ValueError, match='no PrevPredictionHook'):
-                study.set_memory_grid(cfg, 16)
+                run_config.set_memory_grid(cfg, 16)
             continue
         grid = int(run['variant'].split('=')[1])
         hook = HOOKS.build(hooks[0])
         assert hook.grid == (grid, grid)
         # the other hooks of the config and the data are untouched
         assert cfg.train_dataloader.dataset.data_root == shapes_root
-    assert study.PRESETS['oxfordpet_grid']['variants'] == [
-        {study.MEMORY_GRID: g} for g in (16, 32, 64, 128, 256)]
+    assert presets.PRESETS['oxfordpet_grid']['variants'] == [
+        {presets.MEMORY_GRID: g} for g in (16, 32, 64, 128, 256)]
 
 
 def test_memory_sizes_are_rows_times_cols_bytes_per_image():
-    table = study.memory_sizes([16, 128])
+    table = tables.memory_sizes([16, 128])
     # Cityscapes: 2975 images x 128 x 256 cells, one byte each
     assert f'128 x 256: {2975 * 128 * 256 / 2**20:.1f} MiB' in table
     assert f'16 x 16: {3680 * 16 * 16 / 2**20:.1f} MiB' in table
@@ -296,12 +298,12 @@ def test_leave_one_breed_out_folds_are_disjoint_by_breed(
     the preset's, here beagle) and evaluates on every image of the held
     out one, from both official lists; the split lists are the run's own,
     the shared data root is not written to."""
-    preset = study.PRESETS['oxfordpet_breeds']
+    preset = presets.PRESETS['oxfordpet_breeds']
     before = sorted(os.listdir(osp.join(oxford_pet_root, 'annotations')))
-    planned = study.plan_runs(preset, str(tmp_path), ['ce'], [0],
-                              data_root=oxford_pet_root)
+    planned = run_config.plan_runs(preset, str(tmp_path), ['ce'], [0],
+                                   data_root=oxford_pet_root)
     assert [r['variant'] for r in planned] == [
-        f'held_out_breed={b}' for b in study.PET_BREEDS]
+        f'held_out_breed={b}' for b in presets.PET_BREEDS]
     for run in planned:
         held_out = run['variant'].split('=')[1]
         cfg = Config.fromfile(run['config_path'])
@@ -311,9 +313,9 @@ def test_leave_one_breed_out_folds_are_disjoint_by_breed(
             cfg.val_dataloader.dataset.ann_file)
         assert osp.dirname(cfg.train_dataloader.dataset.ann_file) == osp.join(
             run['work_dir'], 'split')
-        train_breeds = {study.breed_of(n) for n in train}
-        assert {study.breed_of(n) for n in test} == {held_out}
-        assert train_breeds == set(study.PET_BREEDS) - {held_out}
+        train_breeds = {breed_folds.breed_of(n) for n in train}
+        assert {breed_folds.breed_of(n) for n in test} == {held_out}
+        assert train_breeds == set(presets.PET_BREEDS) - {held_out}
         assert len(test) == {'Abyssinian': 2, 'Bengal': 2,
                              'american_bulldog': 1}[held_out]
         # the dataset reads the run's lists from the shared data root
@@ -326,36 +328,37 @@ def test_leave_one_breed_out_folds_are_disjoint_by_breed(
     assert sorted(os.listdir(osp.join(oxford_pet_root, 'annotations'))) == (
         before)
     with pytest.raises(ValueError, match="'beagle' is not one of"):
-        study.write_breed_fold(oxford_pet_root, 'beagle', study.PET_BREEDS,
-                               str(tmp_path / 'beagle'))
+        breed_folds.write_breed_fold(oxford_pet_root, 'beagle',
+                                     presets.PET_BREEDS,
+                                     str(tmp_path / 'beagle'))
 
 
 def test_set_method_and_iterations():
     cfg = Config.fromfile(
         osp.join(PROJECT, 'configs/_base_/experiments/upernet_oxfordpet.py'))
-    study.set_method(cfg, study.METHODS['pat_inap'])
+    run_config.set_method(cfg, presets.METHODS['pat_inap'])
     assert cfg.model.decode_head.loss_decode == dict(
         type='PATLoss', curve='inap', loss_weight=1.0)
     assert cfg.model.auxiliary_head.loss_decode.loss_weight == 0.4
     hooks = [h['type'] for h in cfg.custom_hooks]
     assert hooks.count('PrevPredictionHook') == 1
     others = [h for h in hooks if h != 'PrevPredictionHook']
-    study.set_method(cfg, study.METHODS['pat_current'])
+    run_config.set_method(cfg, presets.METHODS['pat_current'])
     assert [h['type'] for h in cfg.custom_hooks] == others
 
     cfg = Config.fromfile(
         osp.join(PROJECT, 'configs/_base_/experiments/segformer_oxfordpet.py'))
-    study.set_iterations(cfg, 400)  # warm-up 1500 of 40000 iterations
+    run_config.set_iterations(cfg, 400)  # warm-up 1500 of 40000 iterations
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 15),
                                                                (15, 400)]
     assert cfg.train_cfg.max_iters == cfg.train_cfg.val_interval == 400
     with pytest.raises(ValueError, match='iters must be >= 1'):
-        study.set_iterations(cfg, 0)
-    study.set_iterations(cfg, 1000, val_interval=100)
+        run_config.set_iterations(cfg, 0)
+    run_config.set_iterations(cfg, 1000, val_interval=100)
     assert (cfg.train_cfg.max_iters, cfg.train_cfg.val_interval) == (1000,
                                                                      100)
     with pytest.raises(ValueError, match='val_interval must be >= 1'):
-        study.set_iterations(cfg, 1000, val_interval=0)
+        run_config.set_iterations(cfg, 1000, val_interval=0)
 
 
 def test_oxfordpet_preset_without_the_sample_says_what_to_pass(
@@ -381,8 +384,8 @@ def test_oxfordpet_preset_data_root(oxford_pet_root, tmp_path, monkeypatch):
         (str(tmp_path / 'none'), oxford_pet_root, oxford_pet_root),
     ):
         monkeypatch.setenv('MMSEG_PAT_SAMPLES', env)
-        planned = study.plan_runs(
-            study.PRESETS['oxfordpet'],
+        planned = run_config.plan_runs(
+            presets.PRESETS['oxfordpet'],
             str(tmp_path / 'runs'),
             methods=['ce'],
             seeds=[0],
@@ -390,6 +393,49 @@ def test_oxfordpet_preset_data_root(oxford_pet_root, tmp_path, monkeypatch):
         cfg = Config.fromfile(planned[0]['config_path'])
         for loader in ('train_dataloader', 'val_dataloader'):
             assert cfg[loader].dataset.data_root == data_root
+
+
+def test_samples_from_the_option_else_the_environment(
+        oxford_pet_root, tmp_path, monkeypatch):
+    """No samples folder is guessed: --samples, else MMSEG_PAT_SAMPLES,
+    else an error that says what to pass."""
+    monkeypatch.delenv('MMSEG_PAT_SAMPLES', raising=False)
+    preset = presets.PRESETS['oxfordpet']
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'real oxford_pet sample: pass --data-root DIR .* or '
+            r'--samples DIR, or set MMSEG_PAT_SAMPLES=DIR'):
+        presets.preset_data_root(preset)
+    samples = tmp_path / 'samples'
+    samples.mkdir()
+    os.symlink(oxford_pet_root, samples / 'oxford_pet')
+    monkeypatch.setenv('MMSEG_PAT_SAMPLES', str(tmp_path / 'none'))
+    assert presets.preset_data_root(preset, samples=str(samples)) == str(
+        samples / 'oxford_pet')
+
+
+def _files(root):
+    """The bytes of each file under ``root``, by relative path."""
+    files = {}
+    for folder, _, names in os.walk(root, followlinks=True):
+        for name in names:
+            with open(osp.join(folder, name), 'rb') as f:
+                files[osp.relpath(osp.join(folder, name), root)] = f.read()
+    return files
+
+
+def test_package_ships_the_projects_configs():
+    """The presets' configs are those installed with the package
+    (mmseg_pat/.mim/configs, as MMSeg's own): the checkout's configs/,
+    file for file, relative _base_ paths included."""
+    shipped = _files(presets.CONFIG_DIR)
+    assert shipped == _files(osp.join(PROJECT, 'configs'))
+    assert len([p for p in shipped if p.split(os.sep)[0] in (
+        'pat', 'ce', 'blv')]) == 27
+    cfg = Config.fromfile(presets.config_path('pat/upernet_nyu.py'))
+    assert cfg.model.auxiliary_head.loss_decode.type == 'PATLoss'
+    with pytest.raises(FileNotFoundError, match="no config 'pat/none.py'"):
+        presets.config_path('pat/none.py')
 
 
 def test_read_run_after_the_work_dir_moved(tiny_study, tmp_path):
@@ -428,8 +474,8 @@ def test_plot_functions_write_png(tiny_study, tmp_path):
     paths = [
         plots.plot_per_class_iou(rows, str(tmp_path / 'iou.png'),
                                  ce['class_counts']),
-        plots.plot_weighting_curves(str(tmp_path / 'curves.png')),
-        plots.plot_weight_map(
+        weight_plots.plot_weighting_curves(str(tmp_path / 'curves.png')),
+        weight_plots.plot_weight_map(
             runs.read_run(ce['work_dir']),
             runs.read_run(pat['work_dir']),
             str(tmp_path / 'weights.png'),
@@ -478,7 +524,7 @@ def test_weight_maps_are_pats_weights(curve, homogenize, power):
     weight = np.where(valid, beta / counts[index]**power, 0)
     weight /= weight[valid].mean()
 
-    got_beta, got_weight = plots.pat_weight_maps(
+    got_beta, got_weight = weight_plots.pat_weight_maps(
         logits, label, PATLoss(curve=curve, homogenize=homogenize))
     np.testing.assert_allclose(got_beta.numpy()[valid], beta[valid],
                                rtol=1e-5)

@@ -2,7 +2,7 @@
 from typing import Any
 
 
-class NamesFilesOnLoadError:
+class NameFilesInLoadErrorsMixin:
     """Mixin for a :class:`BaseSegDataset`: an error in loading a sample
     names the sample's files.
 

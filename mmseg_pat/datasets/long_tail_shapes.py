@@ -17,7 +17,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 from PIL import Image
 
-from mmseg_pat.datasets.base import NamesFilesOnLoadError
+from mmseg_pat.datasets.base import NameFilesInLoadErrorsMixin
 from mmseg_pat.utils.atomic import atomic_folder
 
 SHAPE_CLASSES = ('square', 'disc', 'triangle', 'ring', 'cross', 'bar')
@@ -186,7 +186,7 @@ def _write_scenes(folder: str, params: Dict) -> None:
 
 
 @DATASETS.register_module()
-class LongTailShapesDataset(NamesFilesOnLoadError, BaseSegDataset):
+class LongTailShapesDataset(NameFilesInLoadErrorsMixin, BaseSegDataset):
     """Generated long-tailed shapes, made from a seed on first use.
 
     Class 0 is the background; then the shape classes, from the most to the

@@ -20,7 +20,7 @@ from typing import List, Optional
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from mmseg_pat.datasets.base import NamesFilesOnLoadError
+from mmseg_pat.datasets.base import NameFilesInLoadErrorsMixin
 
 # As in class13Mapping.mat (alphabetical), labels 1..13.
 NYU13_CLASSES = ('bed', 'books', 'ceiling', 'chair', 'floor', 'furniture',
@@ -43,7 +43,7 @@ _HOW_TO_GET = (
 
 
 @DATASETS.register_module()
-class NYUv2SegDataset(NamesFilesOnLoadError, BaseSegDataset):
+class NYUv2SegDataset(NameFilesInLoadErrorsMixin, BaseSegDataset):
     """NYUv2 labeled set, 13 classes; unlabeled pixels are ignored.
 
     The layout, as written by ``tools/dataset_converters/nyu.py``::

@@ -16,7 +16,7 @@ import mmengine
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from mmseg_pat.datasets.base import NamesFilesOnLoadError
+from mmseg_pat.datasets.base import NameFilesInLoadErrorsMixin
 
 _HOW_TO_GET = (
     'Download images.tar.gz and annotations.tar.gz from '
@@ -45,7 +45,7 @@ def split_names(lines: Iterable[str]) -> List[str]:
 
 
 @DATASETS.register_module()
-class OxfordPetDataset(NamesFilesOnLoadError, BaseSegDataset):
+class OxfordPetDataset(NameFilesInLoadErrorsMixin, BaseSegDataset):
     """Oxford-IIIT Pet trimaps as classes pet (0), background (1), border (2).
 
     The layout is the official archive's (as written by

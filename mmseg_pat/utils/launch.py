@@ -1,4 +1,4 @@
-"""Set-up shared by tools/train.py and tools/test.py."""
+"""Set-up shared by tools/train.py, tools/test.py and the loss study's runs."""
 import os.path as osp
 from typing import Optional, Sequence
 
