@@ -10,15 +10,19 @@ MMSegmentation 1.x comes in two families that install the same modules
 
 :func:`check_stack` (run by ``import mmseg_pat``) finds which distribution
 provides each module and refuses versions this package does not support,
-naming the install line of each stack.
+naming the install line of each stack. :func:`load_config` bridges the one
+difference that config loading meets (``mmseg::`` bases on the fork). The
+other differences are bridged where they are met, each with a comment that
+names it (search for "OneDL").
 
 Nothing here changes the process at import: the checks read package
 metadata and look modules up.
 """
+import contextlib
 import importlib.util
 import warnings
 from importlib import metadata
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, NamedTuple, Optional, Tuple
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -150,3 +154,54 @@ def check_stack() -> str:
             'to build. Install it with torch at hand: pip install '
             '--no-build-isolation onedl-mmcv (README, "Which OpenMMLab?").')
     return stack
+
+
+def _mmseg_distribution() -> Optional[str]:
+    found = providers('mmseg')
+    return found[0].distribution if len(found) == 1 else None
+
+
+@contextlib.contextmanager
+def mmseg_bases_resolvable() -> Iterator[None]:
+    """Within this block, MMEngine finds ``mmseg::`` config paths on both
+    stacks.
+
+    OneDL difference bridged here: MMEngine resolves ``_base_ =
+    ['mmseg::_base_/...']`` through ``MODULE2PACKAGE['mmseg']``, the
+    distribution name ``'mmsegmentation'``; with onedl-mmengine 0.10.12 and
+    the fork installed, ``is_installed`` finds neither a distribution nor a
+    module of that name, and the config fails with ``ModuleNotFoundError:
+    mmsegmentation is not installed``. For this block only, the entry names
+    the distribution that installed ``mmseg`` here (onedl-mmsegmentation),
+    and MMEngine reads MMSeg's configs from that package
+    (``mmseg/.mim/configs``) as it does upstream. Where the entry already
+    names an installed distribution (upstream), nothing is touched.
+    """
+    from mmengine.config import utils as config_utils
+    module2package = config_utils.MODULE2PACKAGE
+    named = module2package.get('mmseg')
+    installed = _mmseg_distribution()
+    if installed is None or named is None or _version(named) is not None:
+        yield
+        return
+    module2package['mmseg'] = installed
+    try:
+        yield
+    finally:
+        module2package['mmseg'] = named
+
+
+def load_config(filename: str, **kwargs):
+    """``mmengine.Config.fromfile`` that reads ``mmseg::`` bases on both
+    stacks (see :func:`mmseg_bases_resolvable`).
+
+    Args:
+        filename (str): The config file.
+        **kwargs: Passed to ``Config.fromfile``.
+
+    Returns:
+        mmengine.config.Config: The config.
+    """
+    from mmengine.config import Config
+    with mmseg_bases_resolvable():
+        return Config.fromfile(filename, **kwargs)

@@ -15,10 +15,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS, HOOKS
 
+from mmseg_pat import load_config
 from mmseg_pat.analysis import plots, runs, study
 from mmseg_pat.models.losses import PATLoss
 from mmseg_pat.utils.class_prior import load_class_counts
@@ -98,7 +98,7 @@ def test_each_run_has_its_loss_hook_and_seed(tiny_study):
                  for r in _read_csv(osp.join(out, 'runs.csv'))}
     for method, loss_type, hook in (('ce', 'CrossEntropyLoss', False),
                                     ('pat', 'PATLoss', True)):
-        cfg = Config.fromfile(by_method[method]['config'])
+        cfg = load_config(by_method[method]['config'])
         assert cfg.model.decode_head.loss_decode.type == loss_type
         hooks = [h['type'] for h in cfg.custom_hooks]
         assert ('PrevPredictionHook' in hooks) == hook
@@ -120,7 +120,7 @@ def test_runs_share_one_count_of_the_training_set(tiny_study):
     assert os.listdir(osp.dirname(path)) == [osp.basename(path)]
     assert sum(load_class_counts(path, len(CLASSES))) == (
         TINY_SHAPES['num_train'] * 32 * 32)
-    cfg = Config.fromfile(rows[0]['config'])
+    cfg = load_config(rows[0]['config'])
     assert cfg.val_evaluator.class_counts == path
 
 
@@ -128,7 +128,7 @@ def test_train_set_counts_from_a_relative_cache_dir(shapes_root, tmp_path,
                                                     monkeypatch):
     """Every class_counts='train_set' becomes one absolute path, valid from
     any working directory; a config that asks for none is left alone."""
-    cfg = Config.fromfile(osp.join(PROJECT, study.DEMO_CONFIG))
+    cfg = load_config(osp.join(PROJECT, study.DEMO_CONFIG))
     study.set_data(cfg, shapes_root, TINY_SHAPES)
     study.set_method(cfg, study.METHODS['wce'])
     monkeypatch.chdir(tmp_path)
@@ -167,7 +167,7 @@ def test_validating_every_n_iterations_gives_learning_curves(tiny_study):
     """--val-interval 2 of 4 iterations: two evaluations per run, in
     curves.csv (the last one is the run's result) and curves.md."""
     out, _ = tiny_study
-    cfg = Config.fromfile(
+    cfg = load_config(
         _read_csv(osp.join(out, 'runs.csv'))[0]['config'])
     assert (cfg.train_cfg.val_interval, cfg.train_cfg.max_iters) == (2, 4)
     points = _read_csv(osp.join(out, 'curves.csv'))
@@ -260,7 +260,7 @@ def test_memory_grid_reaches_the_hook_and_ce_runs_once(shapes_root,
         'memory_grid=64/pat/seed1']
     assert planned[0]['work_dir'] == str(tmp_path / 'ce' / 'seed0')
     for run in planned:
-        cfg = Config.fromfile(run['config_path'])
+        cfg = load_config(run['config_path'])
         hooks = [h for h in cfg.custom_hooks
                  if h['type'] == 'PrevPredictionHook']
         if run['method'] == 'ce':
@@ -304,7 +304,7 @@ def test_leave_one_breed_out_folds_are_disjoint_by_breed(
         f'held_out_breed={b}' for b in study.PET_BREEDS]
     for run in planned:
         held_out = run['variant'].split('=')[1]
-        cfg = Config.fromfile(run['config_path'])
+        cfg = load_config(run['config_path'])
         train = _split(cfg.train_dataloader.dataset.ann_file)
         test = _split(cfg.val_dataloader.dataset.ann_file)
         assert cfg.test_dataloader.dataset.ann_file == (
@@ -331,7 +331,7 @@ def test_leave_one_breed_out_folds_are_disjoint_by_breed(
 
 
 def test_set_method_and_iterations():
-    cfg = Config.fromfile(
+    cfg = load_config(
         osp.join(PROJECT, 'configs/_base_/experiments/upernet_oxfordpet.py'))
     study.set_method(cfg, study.METHODS['pat_inap'])
     assert cfg.model.decode_head.loss_decode == dict(
@@ -343,7 +343,7 @@ def test_set_method_and_iterations():
     study.set_method(cfg, study.METHODS['pat_current'])
     assert [h['type'] for h in cfg.custom_hooks] == others
 
-    cfg = Config.fromfile(
+    cfg = load_config(
         osp.join(PROJECT, 'configs/_base_/experiments/segformer_oxfordpet.py'))
     study.set_iterations(cfg, 400)  # warm-up 1500 of 40000 iterations
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 15),
@@ -387,7 +387,7 @@ def test_oxfordpet_preset_data_root(oxford_pet_root, tmp_path, monkeypatch):
             methods=['ce'],
             seeds=[0],
             data_root=given)
-        cfg = Config.fromfile(planned[0]['config_path'])
+        cfg = load_config(planned[0]['config_path'])
         for loader in ('train_dataloader', 'val_dataloader'):
             assert cfg[loader].dataset.data_root == data_root
 

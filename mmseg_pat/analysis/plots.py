@@ -39,6 +39,7 @@ from torch import Tensor
 from mmseg_pat.models.losses import (PATLoss, pat_loss_from_log_prob,
                                      pat_weights)
 from mmseg_pat.models.losses.pixel_loss import true_class_log_prob
+from mmseg_pat.stack import load_config
 from mmseg_pat.utils.class_prior import (FREQUENCY_GROUPS, frequency_groups,
                                          load_class_counts)
 
@@ -269,7 +270,7 @@ def plot_weight_map(baseline_run: Dict,
             raise FileNotFoundError(
                 f'no checkpoint in {run.get("work_dir")}: the weight map '
                 'needs both trained models')
-    cfg = Config.fromfile(pat_run['config'])
+    cfg = load_config(pat_run['config'])
     loss = _pat_loss_of(cfg, pat_run['work_dir'])
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
@@ -283,7 +284,7 @@ def plot_weight_map(baseline_run: Dict,
     for name, run in zip(names, (baseline_run, pat_run)):
         # the study's own checkpoints: MMEngine's pickles, on torch >= 2.6
         with trusted_checkpoints([osp.dirname(run['checkpoint'])]):
-            model = init_model(Config.fromfile(run['config']),
+            model = init_model(load_config(run['config']),
                                run['checkpoint'], device=device)
         predictions[name] = inference_model(model, sample.img_path)
 

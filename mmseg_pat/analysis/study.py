@@ -50,6 +50,7 @@ from mmseg.registry import DATASETS
 
 from mmseg_pat.datasets import cached_class_counts
 from mmseg_pat.datasets.oxford_pet import split_names
+from mmseg_pat.stack import load_config
 from mmseg_pat.utils.class_prior import FROM_TRAIN_SET
 from mmseg_pat.utils.launch import iter_heads
 
@@ -543,7 +544,7 @@ def build_run_config(preset: Dict,
         val_interval (int, optional): Validate every this many
             iterations. Default: None (the preset's, else once at the end).
     """
-    cfg = Config.fromfile(osp.join(PROJECT, preset['config']))
+    cfg = load_config(osp.join(PROJECT, preset['config']))
     make_offline(cfg)
     data_root = (preset_data_root(preset, data_root)
                  or cfg.train_dataloader.dataset.data_root)
