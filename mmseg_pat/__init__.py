@@ -9,7 +9,8 @@ from .stack import check_stack, load_config
 
 STACK = check_stack()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import (datasets, engine, evaluation, models,  # noqa: E402,F401
+               visualization)
 from .version import __version__  # noqa: E402
 
 __all__ = ['STACK', '__version__', 'load_config']
