@@ -1,21 +1,26 @@
 # Two commands do all the set-up: `make demo` (the main job) and `make test`.
-VENV ?= .venv
+# STACK=onedl sets up and uses the OneDL fork of OpenMMLab in .venv-onedl
+# instead of upstream OpenMMLab in .venv (tools/setup_env.sh).
+STACK ?= openmmlab
+VENV ?= $(if $(filter onedl,$(STACK)),.venv-onedl,.venv)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mmseg-pat-ready
+# what `make test` runs (pytest arguments)
+TESTS ?= tests
 
 .PHONY: setup demo test lint benchmark clean
 
 setup: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml tools/setup_env.sh
-	bash tools/setup_env.sh $(VENV)
+	STACK=$(STACK) bash tools/setup_env.sh $(VENV)
 	touch $(STAMP)
 
 demo: setup
 	$(PY) tools/analysis/loss_study.py --preset demo --out work_dirs/demo
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest $(TESTS)
 
 lint: setup
 	$(PY) -m flake8 mmseg_pat tools tests benchmarks configs

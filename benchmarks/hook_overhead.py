@@ -46,6 +46,7 @@ from mmseg.registry import DATASETS
 import mmseg_pat  # noqa: F401
 from mmseg_pat.engine import PredictionMemory, PrevPredictionHook
 from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
+from mmseg_pat.stack import load_config
 
 PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -200,7 +201,7 @@ def per_pixel_sweep(device: str, crops: List[Tuple[int, int]], batch: int,
 def make_config(work_dir: str, data_root: str, iters: int,
                 crop: Tuple[int, int], batch: int,
                 grid: Tuple[int, int]) -> Config:
-    cfg = Config.fromfile(
+    cfg = load_config(
         osp.join(PROJECT, 'configs/demo/segformer_long_tail_shapes_pat.py'))
     generation = dict(
         num_train=8, num_val=1, image_size=crop, imbalance_ratio=50.0,

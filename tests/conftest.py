@@ -14,11 +14,13 @@
 """
 import os
 import os.path as osp
+import sys
 
+import mmseg
 import pytest
 from mmseg.utils import register_all_modules
 
-import mmseg_pat  # noqa: F401  (registers the project's modules)
+from mmseg_pat import STACK  # (importing registers the project's modules)
 
 from fake_datasets import (load_converter, make_cityscapes, make_nyu_downloads,
                            make_oxford_pet_downloads)
@@ -37,6 +39,19 @@ _SAMPLE_TESTS_RUN = pytest.StashKey[int]()
 SAMPLES_SKIP_REASON = (
     f'real dataset samples not found in {SAMPLES}; set '
     'MMSEG_PAT_SAMPLES=DIR (a folder with oxford_pet/, cityscapes/, nyu/)')
+
+
+def mmseg_tool(script):
+    """The command that runs MMSeg's own ``tools/<script>`` on this
+    project's configs: unchanged upstream; on the OneDL fork through
+    ``python -m mmseg_pat.run``, with which its MMEngine finds the configs'
+    ``mmseg::`` bases (a difference between the stacks:
+    mmseg_pat.stack.mmseg_bases_resolvable)."""
+    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', script)
+    if STACK == 'onedl':
+        return [sys.executable, '-m', 'mmseg_pat.run', path]
+    return [sys.executable, path]
+
 
 # A small generated dataset: fast to make and to train on.
 TINY_SHAPES = dict(

@@ -8,6 +8,8 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from mmseg_pat import load_config
+
 from conftest import PROJECT, TINY_SHAPES
 
 MODEL_BASES = {
@@ -65,7 +67,7 @@ custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
     path = osp.join(tmp_dir, f'{model}_tiny.py')
     with open(path, 'w') as f:
         f.write(text)
-    cfg = Config.fromfile(path)
+    cfg = load_config(path)
     num_classes = TINY_SHAPES['num_shape_classes'] + 1
     size = tuple(TINY_SHAPES['image_size'])
     loss = loss or dict(type='PATLoss')

@@ -15,6 +15,7 @@ from mmseg.models.losses import CrossEntropyLoss
 from mmseg.registry import DATASETS, MODELS
 from mmseg.structures import SegDataSample
 
+from mmseg_pat import STACK
 from mmseg_pat.datasets.class_statistics import (class_pixel_counts,
                                                  save_class_counts)
 from mmseg_pat.evaluation.metrics import long_tail_iou_metric  # noqa: F401
@@ -223,15 +224,23 @@ def test_bad_options_raise(cfg, match):
 # --- class-weighted cross-entropy -------------------------------------------
 
 
+# How MMSeg's class-weighted CE fails at an ignored pixel (no avg_factor,
+# avg_non_ignore=True). OneDL difference: MMSeg 1.2.2 indexes
+# class_weight[255]; the fork (1.4.2) drops the ignored pixels there, then
+# masks the shorter weights with the label's shape.
+MMSEG_CE_CRASH = {'openmmlab': '255', 'onedl': 'too many indices'}
+
+
 def test_mmseg_class_weighted_ce_crashes_on_ignored_pixels():
-    """MMSeg 1.2.2 indexes class_weight[255] at an ignored pixel when no
-    avg_factor is given; ours handles it and matches PyTorch."""
+    """MMSeg's CrossEntropyLoss with class_weight fails on ignored pixels
+    when no avg_factor is given (both stacks, MMSEG_CE_CRASH); ours handles
+    them and matches PyTorch."""
     logits, label = _random_batch()
     weights = [0.5, 1.0, 2.0, 4.0]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # MMSeg's avg_non_ignore notice
         theirs = CrossEntropyLoss(class_weight=weights, avg_non_ignore=True)
-    with pytest.raises(IndexError, match='255'):
+    with pytest.raises(IndexError, match=MMSEG_CE_CRASH[STACK]):
         theirs(logits, label, ignore_index=255)
     ours = MODELS.build(
         dict(type='WeightedCrossEntropyLoss', class_weight=weights))

@@ -5,9 +5,9 @@ import glob
 import os.path as osp
 
 import pytest
-from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmseg_pat import load_config
 from mmseg_pat.utils.launch import prepare_config
 
 from conftest import PROJECT, SAMPLES
@@ -53,7 +53,7 @@ def offline_small_config(path, work_dir, data, counts_dir=None):
     """The config at ``path``, offline, on small crops, for 2 iterations,
     with ``data`` (``data_root`` and the like) in every loader, and the
     class counts cached in ``counts_dir`` (default: the work dir)."""
-    cfg = Config.fromfile(osp.join(PROJECT, path))
+    cfg = load_config(osp.join(PROJECT, path))
     cfg.model.pretrained = None
     cfg.model.backbone.init_cfg = None  # no download
     cfg.model.data_preprocessor.size = CROP

@@ -11,10 +11,10 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from mmengine.config import Config
 from mmseg.registry import DATASETS
 from PIL import Image
 
+from mmseg_pat import load_config
 from mmseg_pat.datasets.nyu_seg import NYU13_CLASSES, NYU40_CLASSES
 from mmseg_pat.datasets.oxford_pet import OxfordPetDataset
 
@@ -221,7 +221,7 @@ def test_base_configs_run_on_generated_data(config, root, num_classes,
                                             request):
     """The dataset bases with only the data root changed: folders, split
     lists and pipelines match the converters' layouts."""
-    cfg = Config.fromfile(
+    cfg = load_config(
         osp.join(PROJECT, 'configs', '_base_', 'datasets', config))
     assert cfg.val_evaluator.type == 'LongTailIoUMetric'
     assert cfg.val_evaluator.class_counts == 'train_set'

@@ -15,10 +15,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS, HOOKS
 
+from mmseg_pat import load_config
 from mmseg_pat.analysis import (breed_folds, plots, presets, run_config, runs,
                                 tables, weight_plots)
 from mmseg_pat.models.losses import PATLoss
@@ -99,7 +99,7 @@ def test_each_run_has_its_loss_hook_and_seed(tiny_study):
                  for r in _read_csv(osp.join(out, 'runs.csv'))}
     for method, loss_type, hook in (('ce', 'CrossEntropyLoss', False),
                                     ('pat', 'PATLoss', True)):
-        cfg = Config.fromfile(by_method[method]['config'])
+        cfg = load_config(by_method[method]['config'])
         assert cfg.model.decode_head.loss_decode.type == loss_type
         hooks = [h['type'] for h in cfg.custom_hooks]
         assert ('PrevPredictionHook' in hooks) == hook
@@ -121,7 +121,7 @@ def test_runs_share_one_count_of_the_training_set(tiny_study):
     assert os.listdir(osp.dirname(path)) == [osp.basename(path)]
     assert sum(load_class_counts(path, len(CLASSES))) == (
         TINY_SHAPES['num_train'] * 32 * 32)
-    cfg = Config.fromfile(rows[0]['config'])
+    cfg = load_config(rows[0]['config'])
     assert cfg.val_evaluator.class_counts == path
 
 
@@ -129,7 +129,7 @@ def test_train_set_counts_from_a_relative_cache_dir(shapes_root, tmp_path,
                                                     monkeypatch):
     """Every class_counts='train_set' becomes one absolute path, valid from
     any working directory; a config that asks for none is left alone."""
-    cfg = Config.fromfile(presets.config_path(presets.DEMO_CONFIG))
+    cfg = load_config(presets.config_path(presets.DEMO_CONFIG))
     run_config.set_data(cfg, shapes_root, TINY_SHAPES)
     run_config.set_method(cfg, presets.METHODS['wce'])
     monkeypatch.chdir(tmp_path)
@@ -169,7 +169,7 @@ def test_validating_every_n_iterations_gives_learning_curves(tiny_study):
     """--val-interval 2 of 4 iterations: two evaluations per run, in
     curves.csv (the last one is the run's result) and curves.md."""
     out, _ = tiny_study
-    cfg = Config.fromfile(
+    cfg = load_config(
         _read_csv(osp.join(out, 'runs.csv'))[0]['config'])
     assert (cfg.train_cfg.val_interval, cfg.train_cfg.max_iters) == (2, 4)
     points = _read_csv(osp.join(out, 'curves.csv'))
@@ -262,7 +262,7 @@ def test_memory_grid_reaches_the_hook_and_ce_runs_once(shapes_root,
         'memory_grid=64/pat/seed1']
     assert planned[0]['work_dir'] == str(tmp_path / 'ce' / 'seed0')
     for run in planned:
-        cfg = Config.fromfile(run['config_path'])
+        cfg = load_config(run['config_path'])
         hooks = [h for h in cfg.custom_hooks
                  if h['type'] == 'PrevPredictionHook']
         if run['method'] == 'ce':
@@ -306,7 +306,7 @@ def test_leave_one_breed_out_folds_are_disjoint_by_breed(
         f'held_out_breed={b}' for b in presets.PET_BREEDS]
     for run in planned:
         held_out = run['variant'].split('=')[1]
-        cfg = Config.fromfile(run['config_path'])
+        cfg = load_config(run['config_path'])
         train = _split(cfg.train_dataloader.dataset.ann_file)
         test = _split(cfg.val_dataloader.dataset.ann_file)
         assert cfg.test_dataloader.dataset.ann_file == (
@@ -334,7 +334,7 @@ def test_leave_one_breed_out_folds_are_disjoint_by_breed(
 
 
 def test_set_method_and_iterations():
-    cfg = Config.fromfile(
+    cfg = load_config(
         osp.join(PROJECT, 'configs/_base_/experiments/upernet_oxfordpet.py'))
     run_config.set_method(cfg, presets.METHODS['pat_inap'])
     assert cfg.model.decode_head.loss_decode == dict(
@@ -346,7 +346,7 @@ def test_set_method_and_iterations():
     run_config.set_method(cfg, presets.METHODS['pat_current'])
     assert [h['type'] for h in cfg.custom_hooks] == others
 
-    cfg = Config.fromfile(
+    cfg = load_config(
         osp.join(PROJECT, 'configs/_base_/experiments/segformer_oxfordpet.py'))
     run_config.set_iterations(cfg, 400)  # warm-up 1500 of 40000 iterations
     assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 15),
@@ -390,7 +390,7 @@ def test_oxfordpet_preset_data_root(oxford_pet_root, tmp_path, monkeypatch):
             methods=['ce'],
             seeds=[0],
             data_root=given)
-        cfg = Config.fromfile(planned[0]['config_path'])
+        cfg = load_config(planned[0]['config_path'])
         for loader in ('train_dataloader', 'val_dataloader'):
             assert cfg[loader].dataset.data_root == data_root
 
@@ -432,7 +432,7 @@ def test_package_ships_the_projects_configs():
     assert shipped == _files(osp.join(PROJECT, 'configs'))
     assert len([p for p in shipped if p.split(os.sep)[0] in (
         'pat', 'ce', 'blv')]) == 27
-    cfg = Config.fromfile(presets.config_path('pat/upernet_nyu.py'))
+    cfg = load_config(presets.config_path('pat/upernet_nyu.py'))
     assert cfg.model.auxiliary_head.loss_decode.type == 'PATLoss'
     with pytest.raises(FileNotFoundError, match="no config 'pat/none.py'"):
         presets.config_path('pat/none.py')

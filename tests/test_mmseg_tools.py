@@ -1,7 +1,9 @@
 """This project's configs, unchanged, through MMSeg's own entry points: the
 tools/train.py and tools/test.py installed with MMSeg (``mmseg/.mim/tools``,
 what ``mim train mmseg`` runs) and openmim's ``mim train`` / ``mim test``,
-with no pre-step. Only ``--cfg-options`` shrink them for a CPU test."""
+with no pre-step (on the OneDL fork, MMSeg's tools run through
+``python -m mmseg_pat.run``, and openmim does not serve: README, "Which
+OpenMMLab?"). Only ``--cfg-options`` shrink them for a CPU test."""
 import os
 import os.path as osp
 import subprocess
@@ -10,7 +12,7 @@ import sys
 import mmseg
 import torch
 
-from conftest import PROJECT
+from conftest import PROJECT, mmseg_tool
 
 MMSEG_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
@@ -63,7 +65,7 @@ def _checkpoint_records_the_run(path):
 def test_mmseg_train_and_test_run_a_pat_config(tmp_path, oxford_pet_root):
     config = 'configs/pat/segformer_oxfordpet.py'
     work_dir = str(tmp_path / 'work')
-    out = _run([sys.executable, osp.join(MMSEG_TOOLS, 'train.py'), config,
+    out = _run([*mmseg_tool('train.py'), config,
                 '--work-dir', work_dir, '--cfg-options',
                 *_shrink(oxford_pet_root)])
     assert 'PrevPredictionHook: memory of' in out
@@ -78,7 +80,7 @@ def test_mmseg_train_and_test_run_a_pat_config(tmp_path, oxford_pet_root):
     # not touched
     memory = osp.join(work_dir, 'prev_prediction_memory', 'memory.u8')
     before = open(memory, 'rb').read()
-    out = _run([sys.executable, osp.join(MMSEG_TOOLS, 'test.py'), config,
+    out = _run([*mmseg_tool('test.py'), config,
                 osp.join(work_dir, 'iter_2.pth'), '--work-dir', work_dir,
                 '--cfg-options',
                 *_shrink(oxford_pet_root, str(tmp_path / 'no_train_set'))])

@@ -9,8 +9,10 @@ import os.path as osp
 import pickle
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
+
+from mmseg_pat import load_config
 
 
 def parse_args():
@@ -70,7 +72,7 @@ def main():
     for path in (args.config, args.checkpoint):
         if not osp.isfile(path):
             sys.exit(f'file not found: {path}')
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.load_from = args.checkpoint

@@ -8,9 +8,11 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
+
+from mmseg_pat import load_config
 
 
 def parse_args():
@@ -53,7 +55,7 @@ def main():
     args = parse_args()
     if not osp.isfile(args.config):
         sys.exit(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
 

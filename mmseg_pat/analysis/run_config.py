@@ -17,6 +17,7 @@ from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS
 
 from mmseg_pat.datasets import cached_class_counts
+from mmseg_pat.stack import load_config
 from mmseg_pat.utils.class_prior import FROM_TRAIN_SET
 from mmseg_pat.utils.model_heads import head_configs
 
@@ -269,7 +270,7 @@ def build_run_config(preset: Dict,
         val_interval (int, optional): Validate every this many
             iterations. Default: None (the preset's, else once at the end).
     """
-    cfg = Config.fromfile(config_path(preset['config']))
+    cfg = load_config(config_path(preset['config']))
     make_offline(cfg)
     data_root = (preset_data_root(preset, data_root, samples)
                  or cfg.train_dataloader.dataset.data_root)

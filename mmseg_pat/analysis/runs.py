@@ -18,6 +18,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from mmengine.config import Config
 
+from mmseg_pat.stack import load_config
+
 _LOG_DIR = re.compile(r'^\d{8}_\d{6}$')
 _NOT_METRICS = ('time', 'data_time', 'step')
 _LOG_PREFIX = re.compile(r'^\S+ \S+ - mmengine - [A-Z]+ - ')
@@ -134,7 +136,7 @@ def read_run(work_dir: str, warmup_fraction: float = 0.1) -> Dict:
         config=config,
         class_counts=_find_relative(
             _class_counts_path(
-                Config.fromfile(config, import_custom_modules=False)),
+                load_config(config, import_custom_modules=False)),
             work_dir),
         checkpoint=checkpoint)
     return result

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Dict, Optional, Sequence
 
+from mmseg_pat.stack import load_config
+
 from .runs import read_run
 
 #: The module whose ``main`` trains a run in a child process.
@@ -27,12 +29,11 @@ TRAIN_LOG = 'train_stdout.log'
 def train(config_path: str, work_dir: str) -> None:
     """Train the config at ``config_path`` in ``work_dir`` with MMEngine's
     runner, after :func:`~mmseg_pat.utils.launch.prepare_config`."""
-    from mmengine.config import Config
     from mmengine.runner import Runner
 
     from mmseg_pat.utils.launch import prepare_config
 
-    cfg = Config.fromfile(config_path)
+    cfg = load_config(config_path)
     prepare_config(cfg, config_path, 'none', work_dir)
     Runner.from_cfg(cfg).train()
 

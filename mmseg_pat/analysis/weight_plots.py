@@ -29,6 +29,7 @@ from torch import Tensor
 from mmseg_pat.models.losses import (PATLoss, pat_log_weight_map, pat_weights,
                                      pixel_cross_entropy)
 from mmseg_pat.models.losses.pixel_loss import float_logits
+from mmseg_pat.stack import load_config
 from mmseg_pat.utils.class_prior import frequency_groups
 
 # Title of the weight map for each PATLoss homogenize option.
@@ -180,7 +181,7 @@ def plot_weight_map(baseline_run: Dict,
             raise FileNotFoundError(
                 f'no checkpoint in {run.get("work_dir")}: the weight map '
                 'needs both trained models')
-    cfg = Config.fromfile(pat_run['config'])
+    cfg = load_config(pat_run['config'])
     loss = _pat_loss_of(cfg, pat_run['work_dir'])
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     dataset = DATASETS.build(cfg.val_dataloader.dataset)
@@ -192,7 +193,7 @@ def plot_weight_map(baseline_run: Dict,
     label = sample.gt_sem_seg.data[0]
     predictions = {}
     for name, run in zip(names, (baseline_run, pat_run)):
-        model = init_model(Config.fromfile(run['config']),
+        model = init_model(load_config(run['config']),
                            run['checkpoint'], device=device)
         predictions[name] = inference_model(model, sample.img_path)
 

@@ -1,3 +1,4 @@
 from .memory_panel import memory_panel
+from .seg_visualizer import AnyLayoutSegLocalVisualizer
 
-__all__ = ['memory_panel']
+__all__ = ['AnyLayoutSegLocalVisualizer', 'memory_panel']

@@ -15,12 +15,13 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmseg.registry import DATASETS
 from mmseg.utils import register_all_modules
 from prettytable import PrettyTable
 
 # importing mmseg_pat registers the project's datasets
+from mmseg_pat import load_config
 from mmseg_pat.datasets.class_statistics import (FREQUENCY_GROUPS,
                                                  class_pixel_counts,
                                                  save_class_counts)
@@ -55,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     if not osp.isfile(args.config):
         sys.exit(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     loader = f'{args.split}_dataloader'

@@ -3,7 +3,7 @@
 _base_ = [
     'mmseg::_base_/models/deeplabv3plus_r50-d8.py',
     '../datasets/nyu.py',
-    'mmseg::_base_/default_runtime.py',
+    '../default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py',
 ]
 custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)

@@ -4,7 +4,7 @@
 # ImageNet-pretrained MiT-B0 weights.
 _base_ = [
     'mmseg::_base_/models/segformer_mit-b0.py',
-    'mmseg::_base_/default_runtime.py',
+    '../default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py',
 ]
 custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)

@@ -3,7 +3,7 @@
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     '../datasets/nyu.py',
-    'mmseg::_base_/default_runtime.py',
+    '../default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py',
 ]
 custom_imports = dict(imports=['mmseg_pat'], allow_failed_imports=False)
