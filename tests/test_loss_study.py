@@ -22,7 +22,7 @@ from mmseg_pat import load_config
 from mmseg_pat.analysis import (breed_folds, plots, presets, run_config, runs,
                                 tables, weight_plots)
 from mmseg_pat.models.losses import PATLoss
-from mmseg_pat.utils.class_prior import load_class_counts
+from mmseg_pat.utils.class_counts import load_class_counts
 
 from conftest import PROJECT, TINY_SHAPES
 

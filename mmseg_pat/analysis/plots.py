@@ -30,8 +30,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from mmseg_pat.utils.class_prior import (FREQUENCY_GROUPS, frequency_groups,
-                                         load_class_counts)
+from mmseg_pat.utils.class_counts import (FREQUENCY_GROUPS, frequency_groups,
+                                          load_class_counts)
 
 from .runs import (by_iteration, collect_curves, finished, mean_std,
                    methods_of, paired_gains, slug, variant_of)

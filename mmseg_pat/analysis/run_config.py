@@ -18,7 +18,7 @@ from mmseg.registry import DATASETS
 
 from mmseg_pat.datasets import cached_class_counts
 from mmseg_pat.stack import load_config
-from mmseg_pat.utils.class_prior import FROM_TRAIN_SET
+from mmseg_pat.utils.class_counts import FROM_TRAIN_SET
 from mmseg_pat.utils.model_heads import head_configs
 
 from .breed_folds import set_breed_fold

@@ -30,7 +30,7 @@ from mmseg_pat.models.losses import (PATLoss, pat_log_weight_map, pat_weights,
                                      pixel_cross_entropy)
 from mmseg_pat.models.losses.pixel_loss import float_logits
 from mmseg_pat.stack import load_config
-from mmseg_pat.utils.class_prior import frequency_groups
+from mmseg_pat.utils.class_counts import frequency_groups
 
 # Title of the weight map for each PATLoss homogenize option.
 _WEIGHT_TITLES = {

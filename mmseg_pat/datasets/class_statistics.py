@@ -6,7 +6,7 @@ maps (so ``reduce_zero_label`` and the dataset's ``label_map`` apply).
 under a key of the dataset's settings and its label files' names, sizes and
 modification times; ``tools/analysis/class_statistics.py`` writes the JSON
 that a config can name. What follows from the counts (frequency groups,
-log-priors) is in :mod:`mmseg_pat.utils.class_prior`.
+log-priors) is in :mod:`mmseg_pat.utils.class_counts`.
 """
 import copy
 import hashlib
@@ -21,7 +21,7 @@ from mmengine.utils import track_parallel_progress, track_progress
 from mmseg.datasets.transforms import LoadAnnotations
 
 from mmseg_pat.utils.atomic import atomic_write
-from mmseg_pat.utils.class_prior import (  # noqa: F401 (re-exported)
+from mmseg_pat.utils.class_counts import (  # noqa: F401 (re-exported)
     FREQUENCY_GROUPS, FROM_TRAIN_SET, check_num_classes, frequency_groups,
     load_class_counts, log_class_prior)
 

@@ -98,8 +98,8 @@ class PredictionMemory:
         return self.num_images * self.grid[0] * self.grid[1]
 
     @contextlib.contextmanager
-    def working(self):
-        """Context for the per-pixel calls of one iteration.
+    def one_cpu_thread(self):
+        """Run the per-pixel calls of one iteration in one CPU thread.
 
         On the CPU they run in one thread: each is a single pass over the
         batch's pixels, and when dataloader workers keep the other cores

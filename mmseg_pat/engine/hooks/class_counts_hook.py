@@ -26,7 +26,7 @@ from mmengine.runner import BaseLoop
 from mmseg.registry import DATASETS, HOOKS
 
 from mmseg_pat.datasets.class_statistics import cached_class_counts
-from mmseg_pat.utils.class_prior import ClassCountsUser
+from mmseg_pat.utils.class_counts import ClassCountsUser
 from mmseg_pat.utils.model_heads import head_modules, unwrap
 
 CHECKPOINT_KEY = 'class_counts'

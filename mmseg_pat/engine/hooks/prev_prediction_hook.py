@@ -23,7 +23,7 @@ The train pipeline must carry the pixel origins (``LoadPixelOrigins`` right
 after ``LoadAnnotations``, ``PackSegInputsWithOrigins`` in place of
 ``PackSegInputs``). When the config's pipeline lacks them, the hook adds
 them to the config's train loader and has the runner build its train loop
-again from it, before anything is read (see :func:`_rebuild_train_loop`).
+again from it, before anything is read (see :func:`rebuild_train_loop`).
 The run's checkpoints are plain data (:mod:`mmseg_pat.engine.checkpoints`).
 """
 import copy
@@ -34,7 +34,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.dist import all_gather, all_reduce, get_dist_info
 from mmengine.hooks import Hook
-from mmengine.registry import LOOPS
 from mmengine.runner import BaseLoop
 from mmseg.registry import HOOKS
 from torch import Tensor
@@ -46,6 +45,7 @@ from mmseg_pat.engine.directory_lock import DirectoryLock
 from mmseg_pat.engine.prediction_memory import (MemoryMismatchError,
                                                 MemorySnapshotError,
                                                 PredictionMemory)
+from mmseg_pat.engine.train_loop import pipeline_config, rebuild_train_loop
 from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
 from mmseg_pat.utils.model_heads import head_modules, unwrap
 from mmseg_pat.utils.pat_config import (POINT_HEADS, PREDICTION_CALLS,
@@ -236,8 +236,8 @@ class PrevPredictionHook(Hook):
                 "dict(type='LoadAnnotations') and use dict(type="
                 "'PackSegInputsWithOrigins') in place of PackSegInputs.")
         loader_cfg = copy.deepcopy(loader_cfg)
-        changes = add_pixel_origins(_pipeline_config(loader_cfg['dataset']))
-        _rebuild_train_loop(runner, loader_cfg)
+        changes = add_pixel_origins(pipeline_config(loader_cfg['dataset']))
+        rebuild_train_loop(runner, loader_cfg)
         runner.logger.info(
             'PrevPredictionHook: added to the training pipeline: '
             f'{"; ".join(changes)}. The train loop was built again with it '
@@ -338,7 +338,7 @@ class PrevPredictionHook(Hook):
                 'the training set itself (no ConcatDataset or sampler that '
                 'invents indices).')
         device = self.memory.device
-        with self.memory.working():
+        with self.memory.one_cpu_thread():
             cells = []
             for sample in samples:
                 origin = sample.pixel_origin.data.to(device, non_blocking=True)
@@ -367,7 +367,7 @@ class PrevPredictionHook(Hook):
         if self.vis_interval and self.every_n_train_iters(
                 runner, self.vis_interval):
             self._draw(runner, data_batch, exchange)
-        with self.memory.working():
+        with self.memory.one_cpu_thread():
             rows = self.memory.cell_means(batch.sample_idx, batch.cells,
                                           exchange.current)
             sample_idx, rows = self._from_all_ranks(runner, batch.sample_idx,
@@ -469,36 +469,3 @@ class PrevPredictionHook(Hook):
     def _release(self) -> None:
         if self._lock is not None:
             self._lock.release()
-
-
-def _pipeline_config(dataset_cfg: Dict) -> list:
-    """The ``pipeline`` list of a dataset config, through wrappers such as
-    ``RepeatDataset`` that keep their inner dataset under ``dataset``."""
-    while 'pipeline' not in dataset_cfg and isinstance(
-            dataset_cfg.get('dataset'), dict):
-        dataset_cfg = dataset_cfg['dataset']
-    if 'pipeline' not in dataset_cfg:
-        raise ValueError(
-            'PrevPredictionHook cannot find the pipeline in the config of '
-            'train_dataloader.dataset: add the pixel-origin transforms to it '
-            "yourself (dict(type='LoadPixelOrigins') right after "
-            "LoadAnnotations, dict(type='PackSegInputsWithOrigins') in place "
-            'of PackSegInputs).')
-    return dataset_cfg['pipeline']
-
-
-def _rebuild_train_loop(runner, loader_cfg: Dict) -> None:
-    """Build the runner's train loop again, on ``loader_cfg``.
-
-    MMEngine has no hook point between the runner's config and the train
-    loop it builds from it; this does what ``Runner.build_train_loop``
-    does with a loop config, with the completed loader, and hands the loop
-    to the runner where it keeps it. The loop built first was never read.
-    """
-    loop_cfg = copy.deepcopy(runner.cfg['train_cfg'])
-    if 'type' not in loop_cfg:  # MMEngine's shorthand
-        by_epoch = loop_cfg.pop('by_epoch')
-        loop_cfg['type'] = ('EpochBasedTrainLoop'
-                            if by_epoch else 'IterBasedTrainLoop')
-    runner._train_loop = LOOPS.build(
-        loop_cfg, default_args=dict(runner=runner, dataloader=loader_cfg))

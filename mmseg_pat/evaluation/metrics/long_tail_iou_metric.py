@@ -1,7 +1,7 @@
 """IoU metric with head / body / tail summaries for long-tailed datasets.
 
 ``docs/method.md``, "Rare classes": classes are split by training pixel
-frequency (:func:`~mmseg_pat.utils.class_prior.frequency_groups`:
+frequency (:func:`~mmseg_pat.utils.class_counts.frequency_groups`:
 the most frequent third is the head, the rarest third the tail) and mIoU /
 mAcc are reported per group next to MMSeg's aAcc, mIoU and mAcc. The
 per-class IoU is returned too, so it reaches the log files.
@@ -14,9 +14,9 @@ from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
-from mmseg_pat.utils.class_prior import (FREQUENCY_GROUPS, ClassCounts,
-                                         ClassCountsUser, check_num_classes,
-                                         frequency_groups)
+from mmseg_pat.utils.class_counts import (FREQUENCY_GROUPS, ClassCounts,
+                                          ClassCountsUser, check_num_classes,
+                                          frequency_groups)
 
 
 def _percent_nanmean(values: np.ndarray) -> float:

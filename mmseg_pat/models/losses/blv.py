@@ -20,8 +20,8 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
-                                         check_num_classes, log_class_prior)
+from mmseg_pat.utils.class_counts import (ClassCounts, ClassCountsUser,
+                                          check_num_classes, log_class_prior)
 
 from .pixel_loss import (PixelLoss, check_logits_and_labels, check_positive,
                          per_class)

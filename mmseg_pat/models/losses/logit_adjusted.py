@@ -15,8 +15,8 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
-                                         check_num_classes, log_class_prior)
+from mmseg_pat.utils.class_counts import (ClassCounts, ClassCountsUser,
+                                          check_num_classes, log_class_prior)
 
 from .pixel_loss import (PixelLoss, check_logits_and_labels, check_positive,
                          per_class)
@@ -37,7 +37,7 @@ def logit_adjusted_loss(cls_score: Tensor,
         cls_score (Tensor): Logits (N, C, d1, ..., dk), e.g. (N, C, H, W).
         label (Tensor): Labels (N, d1, ..., dk).
         log_prior (Tensor): Log of each class's training pixel share (C, ),
-            see :func:`~mmseg_pat.utils.class_prior.log_class_prior`.
+            see :func:`~mmseg_pat.utils.class_counts.log_class_prior`.
         tau (float): Scale of the adjustment; 0 gives cross-entropy.
             Default: 1.0.
         weight (Tensor, optional): Per-pixel weights, the labels' shape.

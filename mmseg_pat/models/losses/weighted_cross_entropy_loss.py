@@ -22,8 +22,8 @@ from mmseg.models.losses.utils import get_class_weight
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmseg_pat.utils.class_prior import (ClassCounts, ClassCountsUser,
-                                         check_num_classes, log_class_prior)
+from mmseg_pat.utils.class_counts import (ClassCounts, ClassCountsUser,
+                                          check_num_classes, log_class_prior)
 
 from .pixel_loss import (PixelLoss, check_logits_and_labels, class_weight_map,
                          pixel_cross_entropy, reduce_pixel_loss, valid_weight)
