@@ -1,29 +1,27 @@
 """Cost of PrevPredictionHook, side by side in one run.
 
-Two parts, each pairing what it compares on the same inputs in one process
-(separate runs differ by +-10% on the development machine, more than the
-hook costs):
+What is timed is the hook users run: ``PrevPredictionHook`` itself, in
+SegFormer-B0 + PATLoss training through MMEngine's runner, pairing what it
+compares in one process (separate runs differ by +-10% on the development
+machine, more than the hook costs). The hook works on even iterations and
+stands aside on odd ones (PATLoss then falls back to its current
+confidences, exactly as without the hook).
 
-1. **Per-pixel work, before and after** (``--crops``): one iteration's
-   memory work for a batch of augmented crops (cell index from the pixel
-   origins, read into per-pixel maps, per-cell mean of the current
-   confidences, write), alternately with the NumPy path this project used
-   before (host arrays; the confidence map copied off the device and the
-   read maps copied back every iteration, frozen below as
-   :class:`NumpyPathBefore`) and with :class:`PredictionMemory` (torch on
-   the device of the logits). Reports ms per iteration and per megapixel.
-2. **Training iterations** (the first crop): SegFormer-B0 with PATLoss
-   through MMEngine's runner; the hook works on even iterations and stands
-   aside on odd ones (PATLoss then falls back to its current confidences,
-   exactly as without the hook). Each iteration is timed from the first
-   hook before the forward to the last hook after the step; the data
-   pipeline with and without the origin transforms is timed alternately on
-   the same images. Reports the iteration ratio and the hook's own time.
+1. **The hook's methods per crop** (``--crops``): the time its
+   ``before_train_iter`` and ``after_train_iter`` take per iteration (the
+   cell index from the pixel origins, the read, the per-cell mean, the
+   write, its statistics), per crop size, in ms and ms per megapixel.
+2. **Training iterations** (the first crop, ``--repeats``): each iteration
+   timed from the first hook before the forward to the last hook after
+   the step, with and without the hook; the data pipeline with and
+   without the origin transforms timed alternately on the same images.
+   Reports the iteration ratio and the hook's share.
 
 On a GPU (``--device cuda``) every timer waits for the device.
 
 Usage: python benchmarks/hook_overhead.py [--device cpu] [--crops 256x256
-512x512 512x1024] [--batch 2] [--iters 24] [--repeats 3] [--grid 128x128]
+512x512 512x1024] [--batch 2] [--iters 24] [--sweep-iters 8] [--repeats 3]
+[--grid 128x128]
 """
 import argparse
 import copy
@@ -33,9 +31,8 @@ import os.path as osp
 import statistics
 import tempfile
 import time
-from typing import List, Sequence, Tuple
+from typing import Tuple
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -44,8 +41,8 @@ from mmengine.runner import Runner
 from mmseg.registry import DATASETS
 
 import mmseg_pat  # noqa: F401
-from mmseg_pat.engine import PredictionMemory, PrevPredictionHook
-from mmseg_pat.models.losses import ConfidenceExchange, PATLoss
+from mmseg_pat.engine import PrevPredictionHook
+from mmseg_pat.models.losses import PATLoss
 from mmseg_pat.stack import load_config
 
 PROJECT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -62,142 +59,7 @@ def _sync(device: str) -> None:
 
 
 # -- part 1: the per-pixel work, before and after ---------------------------
-class NumpyPathBefore:
-    """The memory's per-pixel path before it moved to the device (commit
-    82f82a1, frozen here as the baseline): NumPy on the host."""
-
-    def __init__(self, num_images: int, grid: Sequence[int]):
-        self.grid = tuple(grid)
-        self.array = np.full((num_images, *grid), 255, np.uint8)
-
-    def cell_index(self, origin, origin_shape):
-        rows, cols = self.grid
-        height, width = origin_shape
-        origin = np.asarray(origin, dtype=np.int64)
-        cell_row = np.minimum(origin[0] * rows // height, rows - 1)
-        cell_col = np.minimum(origin[1] * cols // width, cols - 1)
-        return cell_row * cols + cell_col
-
-    def read(self, sample_idx, origin, origin_shape):
-        stored = self.array[sample_idx].reshape(-1)[self.cell_index(
-            origin, origin_shape)]
-        confidence = stored.astype(np.float32) / 254
-        confidence[stored == 255] = -1.0
-        return torch.from_numpy(confidence)
-
-    def write(self, sample_idx, origin, origin_shape, confidence):
-        cells = self.cell_index(origin, origin_shape).reshape(-1)
-        confidence = np.asarray(confidence, dtype=np.float64).reshape(-1)
-        keep = confidence >= 0
-        cells, confidence = cells[keep], confidence[keep]
-        num_cells = self.grid[0] * self.grid[1]
-        sums = np.bincount(cells, weights=confidence, minlength=num_cells)
-        counts = np.bincount(cells, minlength=num_cells)
-        written = np.flatnonzero(counts)
-        values = np.round(sums[written] / counts[written] * 254)
-        self.array[sample_idx].reshape(-1)[written] = np.clip(
-            values, 0, 254).astype(np.uint8)
-
-    def iteration(self, samples, current):
-        maps = [self.read(i, o, s) for i, o, s in samples]
-        n, height, width = current.shape
-        prev = torch.full((n, height, width), -1.0)
-        for k, m in enumerate(maps):
-            prev[k, :m.shape[0], :m.shape[1]] = m
-        prev = prev.to(current.device)  # handed to the loss
-        host = current.cpu()  # and the confidences back for the write
-        for k, (i, o, s) in enumerate(samples):
-            h, w = o.shape[1:]
-            self.write(i, o, s, host[k, :h, :w])
-        return prev
-
-
-def torch_iteration(memory: PredictionMemory, samples, current):
-    """What PrevPredictionHook does per iteration, minus MMEngine."""
-    device = memory.device
-    with memory.working():
-        cells = []
-        for _, origin, shape in samples:
-            cells.append(
-                memory.cells(origin.to(device, non_blocking=True), shape))
-        idx = torch.tensor([i for i, _, _ in samples]).to(device,
-                                                          non_blocking=True)
-        exchange = ConfidenceExchange(memory.read(idx, cells), writer=None)
-    prev = exchange.previous_batch(current.shape)  # in the loss
-    with memory.working():
-        memory.write(idx, memory.cell_means(idx, cells, current))
-    return prev
-
-
-def augmented_batches(root: str, crop: Tuple[int, int], batch: int,
-                      count: int):
-    """``count`` batches of (sample_idx, origin, origin_shape) from the real
-    train pipeline on generated images twice the crop's size."""
-    h, w = crop
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations'),
-        dict(type='LoadPixelOrigins'),
-        dict(type='RandomResize', scale=(2 * w, 2 * h),
-             ratio_range=(0.5, 2.0), keep_ratio=True),
-        dict(type='RandomCrop', crop_size=crop),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='PackSegInputsWithOrigins'),
-    ]
-    num_images = 4
-    dataset = DATASETS.build(
-        dict(type='LongTailShapesDataset', data_root=root,
-             generation=dict(num_train=num_images, num_val=1,
-                             image_size=(2 * h, 2 * w), imbalance_ratio=10.0,
-                             num_shape_classes=5, seed=0),
-             data_prefix=dict(img_path='img_dir/train',
-                              seg_map_path='ann_dir/train'),
-             pipeline=pipeline))
-    batches = []
-    for b in range(count):
-        samples = []
-        for k in range(batch):
-            s = dataset[(b * batch + k) % num_images]['data_samples']
-            samples.append((s.sample_idx, s.pixel_origin.data,
-                            tuple(s.origin_shape)))
-        batches.append(samples)
-    return batches, num_images
-
-
-def per_pixel_sweep(device: str, crops: List[Tuple[int, int]], batch: int,
-                    grid: Tuple[int, int], rounds: int, tmp: str):
-    rows = []
-    for crop in crops:
-        batches, num_images = augmented_batches(
-            osp.join(tmp, f'images_{crop[0]}x{crop[1]}'), crop, batch, 4)
-        generator = torch.Generator().manual_seed(0)
-        current = torch.rand((batch, *crop), generator=generator)
-        current[:, :8] = -1.0  # some ignored pixels
-        current = current.to(device)
-        before = NumpyPathBefore(num_images, grid)
-        after = PredictionMemory(
-            PredictionMemory.make_meta(num_images, grid, 19, 'bench'),
-            device)
-        times = dict(before=[], after=[])
-        for r in range(rounds + 2):  # the first two warm up
-            for name, step in (
-                    ('before', lambda s: before.iteration(s, current)),
-                    ('after', lambda s: torch_iteration(after, s, current))):
-                samples = batches[r % len(batches)]
-                _sync(device)
-                start = time.perf_counter()
-                step(samples)
-                _sync(device)
-                if r >= 2:
-                    times[name].append(time.perf_counter() - start)
-        megapixels = batch * crop[0] * crop[1] / 1e6
-        t_before = statistics.median(times['before'])
-        t_after = statistics.median(times['after'])
-        rows.append((crop, megapixels, t_before, t_after))
-    return rows
-
-
-# -- part 2: training iterations with and without the hook ------------------
+# -- training iterations with and without the hook --------------------------
 def make_config(work_dir: str, data_root: str, iters: int,
                 crop: Tuple[int, int], batch: int,
                 grid: Tuple[int, int]) -> Config:
@@ -343,8 +205,8 @@ def main():
         help='training iterations per repeat, half of them with the hook '
         '(0: skip part 2)')
     parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--rounds', type=int, default=10,
-                        help='per-pixel part: rounds per crop')
+    parser.add_argument('--sweep-iters', type=int, default=8,
+                        help='part 1: training iterations per crop')
     args = parser.parse_args()
     if args.device == 'cpu':
         os.environ['CUDA_VISIBLE_DEVICES'] = ''  # the runner picks CUDA
@@ -360,23 +222,25 @@ def main():
           f'batch {args.batch}, grid {grid[0]}x{grid[1]} '
           f'({grid[0] * grid[1] / 1024:.0f} KiB per image).')
 
+    state = dict(hook_time=0.0, device=args.device)
+    switch_hook_methods(state)
     with tempfile.TemporaryDirectory() as tmp:
-        sweep = per_pixel_sweep(args.device, crops, args.batch, grid,
-                                args.rounds, tmp)
-        print(f'\n### Per-pixel work per iteration, before (NumPy on the '
-              f'host) and after (torch on {args.device}); median of '
-              f'{args.rounds} alternating rounds\n')
-        print('| crop | megapixels per batch | before ms | after ms | '
-              'before ms / MP | after ms / MP | after / before |')
-        print('|---|---:|---:|---:|---:|---:|---:|')
-        for crop, mp, t_before, t_after in sweep:
-            print(f'| {crop[0]}x{crop[1]} | {mp:.2f} | {1e3 * t_before:.2f} '
-                  f'| {1e3 * t_after:.2f} | {1e3 * t_before / mp:.2f} | '
-                  f'{1e3 * t_after / mp:.2f} | {t_after / t_before:.2f} |')
+        print(f'\n### The hook\'s methods per iteration (before_train_iter + '
+              f'after_train_iter), {args.sweep_iters} iterations per crop, '
+              'half with the hook\n')
+        print('| crop | megapixels per batch | hook ms | hook ms / MP |')
+        print('|---|---:|---:|---:|')
+        for crop in crops:
+            cfg = make_config(osp.join(tmp, f'sweep{crop[0]}x{crop[1]}'),
+                              osp.join(tmp, f'images{crop[0]}x{crop[1]}'),
+                              args.sweep_iters, crop, args.batch, grid)
+            paired_steps(cfg, state)
+            hook = 1e3 * state['hook_time'] / (args.sweep_iters // 2)
+            megapixels = args.batch * crop[0] * crop[1] / 1e6
+            print(f'| {crop[0]}x{crop[1]} | {megapixels:.2f} | {hook:.2f} | '
+                  f'{hook / megapixels:.2f} |')
         if args.iters <= 0:
             return
-        state = dict(hook_time=0.0, device=args.device)
-        switch_hook_methods(state)
         rows = []
         crop = crops[0]
         data_root = osp.join(tmp, 'train_images')
