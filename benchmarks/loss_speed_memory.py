@@ -1,41 +1,85 @@
-"""Forward+backward time and peak memory of PATLoss relative to MMSeg's
-CrossEntropyLoss, measured side by side in one run.
+"""Forward+backward time and peak memory of the package's losses relative
+to MMSeg's CrossEntropyLoss, measured side by side in one run.
 
-Time: the median of alternating repeats (CE, PAT, CE, PAT, ...).
-Memory: each loss in a fresh process; on CPU, the rise of the peak resident
-set (VmHWM, reset through /proc/self/clear_refs) above the resident set
-before the step, with glibc told to return every large block to the system
-at once so that freed memory is not mistaken for a smaller peak; on CUDA,
-``torch.cuda.max_memory_allocated`` above the allocation before the step.
-The logits and labels exist before either loss runs and are not counted.
+The reference is ``CrossEntropyLoss(avg_non_ignore=True)``, the mean over
+the valid pixels that every loss of this package computes; the inputs have
+16 ignored rows per image, as real labels have some.
+
+Time: the median of interleaved repeats (CE, PAT, WCE, ..., CE, PAT, ...),
+and each loss's ratio to CE is the ratio of the medians: the machine's
+speed drifts, so only losses timed side by side compare.
+Memory (CE and PAT): each loss in a fresh process; on CPU, the rise of the
+peak resident set (VmHWM, reset through /proc/self/clear_refs) above the
+resident set before the step, with glibc told to return every large block
+to the system at once so that freed memory is not mistaken for a smaller
+peak; on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation
+before the step. The logits and labels exist before either loss runs and
+are not counted.
+
+``--guard RATIO`` is the CI regression check: only PAT vs CE at the
+Cityscapes crop 2 x 19 x 512 x 1024, exit status 1 when the ratio of the
+medians exceeds RATIO in each of up to three rounds (noise from other
+processes passes in one of them, a regression fails in all).
 
 Usage: python benchmarks/loss_speed_memory.py [--device cuda] [--repeats 7]
+       python benchmarks/loss_speed_memory.py --guard 1.25
 """
 import argparse
 import ctypes
+import logging
+import os
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 
 import torch
+from mmengine.logging import MMLogger
 from mmseg.registry import MODELS
 
-import mmseg_pat  # noqa: F401  (registers PATLoss)
+import mmseg_pat  # noqa: F401  (registers the package's losses)
 
-# Sections of (N, C, H, W) cases: the target case (Cityscapes crops), then
-# the number of classes and the resolution growing.
+# Sections of (N, C, H, W) cases: the targets (Cityscapes crops; many
+# small-class crops), then the number of classes and the resolution
+# growing.
 CASES = {
-    'target: Cityscapes crop': [(2, 19, 512, 1024)],
+    'targets': [(2, 19, 512, 1024), (8, 3, 512, 512)],
     'classes grow (512 x 512)':
     [(2, c, 512, 512) for c in (3, 13, 19, 59, 150)],
     'resolution grows (C = 19)': [(2, 19, 256, 256), (2, 19, 512, 512),
                                   (2, 19, 1024, 1024), (2, 19, 1024, 2048)],
 }
+GUARD_CASE = (2, 19, 512, 1024)
+IGNORED_ROWS = 16
+# Each loss as a config for C classes; the class counts of the baselines
+# that need them fall by half from one class to the next (long-tailed).
 LOSSES = {
-    'CE': dict(type='CrossEntropyLoss', loss_weight=1.0),
-    'PAT': dict(type='PATLoss'),
+    'CE': lambda c: dict(type='CrossEntropyLoss', avg_non_ignore=True),
+    'PAT': lambda c: dict(type='PATLoss'),
+    'WCE': lambda c: dict(type='WeightedCrossEntropyLoss',
+                          class_counts=_long_tail(c)),
+    'focal': lambda c: dict(type='SoftmaxFocalLoss'),
+    'LA': lambda c: dict(type='LogitAdjustedLoss',
+                         class_counts=_long_tail(c)),
+    'BLV': lambda c: dict(type='BLVLoss', class_counts=_long_tail(c)),
 }
+MEMORY_LOSSES = ('CE', 'PAT')
+
+
+def _case(text):
+    return tuple(int(v) for v in text.split('x'))
+
+
+def _long_tail(num_classes):
+    return [2**max(40 - k, 0) for k in range(num_classes)]
+
+
+def build(loss, num_classes):
+    """A loss module in training mode (BLV perturbs only then)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # MMSeg's avg_non_ignore notice
+        return MODELS.build(LOSSES[loss](num_classes)).train()
 
 
 def release_large_blocks_at_once():
@@ -82,7 +126,9 @@ class PeakMemory:
 
 def step(loss_module, logits, label):
     logits.grad = None
-    loss = loss_module(logits, label, ignore_index=255)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # PAT without its hook, said once
+        loss = loss_module(logits, label, ignore_index=255)
     loss.backward()
     return loss
 
@@ -92,11 +138,13 @@ def make_inputs(case, device):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(n, c, h, w, generator=g).to(device).requires_grad_()
     label = torch.randint(0, c, (n, h, w), generator=g)
-    label[:, :h // 10] = 255  # some ignored pixels, as in real labels
+    label[:, :IGNORED_ROWS] = 255  # some ignored pixels, as in real labels
     return logits, label.to(device)
 
 
-def median_times_ms(modules, case, device, repeats):
+def median_times_ms(losses, case, device, repeats):
+    """Median time of each loss, the losses interleaved in every repeat."""
+    modules = {name: build(name, case[1]) for name in losses}
     logits, label = make_inputs(case, device)
     times = {k: [] for k in modules}
     for module in modules.values():
@@ -126,7 +174,7 @@ def peak_memory_mib(loss, case, device):
 def print_peak_memory(loss, case, device):
     if device.type == 'cpu':
         release_large_blocks_at_once()
-    module = MODELS.build(LOSSES[loss])
+    module = build(loss, case[1])
     logits, label = make_inputs(case, device)
     step(module, logits, label)  # warm-up
     logits.grad = None
@@ -135,10 +183,46 @@ def print_peak_memory(loss, case, device):
     print(f'{peak.mib:.3f}')
 
 
+def _ratio(a, b):
+    return f'{a / b:.2f}' if b > 0 else 'n/a'
+
+
+def load():
+    return ' '.join(f'{v:.2f}' for v in os.getloadavg())
+
+
+def guard(limit, case, device, repeats, rounds=3):
+    """Exit status of the regression check: 0 if PAT / CE <= ``limit`` in
+    one of ``rounds`` rounds of ``repeats`` interleaved repeats."""
+    name = ' x '.join(map(str, case))
+    for i in range(1, rounds + 1):
+        t = median_times_ms(('CE', 'PAT'), case, device, repeats)
+        ratio = t['PAT'] / t['CE']
+        print(f'round {i}: {name}, CE {t["CE"]:.1f} ms, PAT {t["PAT"]:.1f} '
+              f'ms, PAT / CE = {ratio:.3f} (limit {limit}; load {load()})')
+        if ratio <= limit:
+            print('guard passed')
+            return 0
+    print(f'guard FAILED: PATLoss / CrossEntropyLoss above {limit} in '
+          f'{rounds} rounds; see benchmarks/README.md')
+    return 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument(
+        '--guard',
+        type=float,
+        metavar='RATIO',
+        help='only PAT vs CE at 2 x 19 x 512 x 1024: exit 1 above RATIO')
+    parser.add_argument(
+        '--cases',
+        nargs='+',
+        type=_case,
+        metavar='NxCxHxW',
+        help='time these cases instead (the first one with --guard)')
     parser.add_argument(
         '--memory-of',
         nargs=5,
@@ -146,26 +230,37 @@ def main():
         help='internal: print the peak memory of one step and exit')
     args = parser.parse_args()
     device = torch.device(args.device)
+    # PATLoss's notice that it runs without its hook (MMEngine's logger)
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
     if args.memory_of:
         loss, *case = args.memory_of
         print_peak_memory(loss, tuple(map(int, case)), device)
-        return
+        return 0
     print(f'device: {device}, torch {torch.__version__}, '
-          f'threads: {torch.get_num_threads()}, repeats: {args.repeats}')
-    modules = {k: MODELS.build(v) for k, v in LOSSES.items()}
-    for section, cases in CASES.items():
+          f'threads: {torch.get_num_threads()}, repeats: {args.repeats}, '
+          f'load average (1, 5, 15 min): {load()}')
+    if args.guard is not None:
+        case = args.cases[0] if args.cases else GUARD_CASE
+        return guard(args.guard, case, device, args.repeats)
+    others = [k for k in LOSSES if k not in ('CE', 'PAT')]
+    sections = {'cases': args.cases} if args.cases else CASES
+    for section, cases in sections.items():
         print(f'\n{section}\n')
-        print('| N x C x H x W | CE ms | PAT ms | time ratio | CE MiB | '
-              'PAT MiB | memory ratio |')
-        print('|---|---:|---:|---:|---:|---:|---:|')
+        print('| N x C x H x W | CE ms | PAT ms | PAT / CE | CE MiB | PAT MiB '
+              '| memory ratio | ' + ' | '.join(f'{k} / CE' for k in others) +
+              ' |')
+        print('|---|' + '---:|' * (6 + len(others)))
         for case in cases:
-            t = median_times_ms(modules, case, device, args.repeats)
-            m = {k: peak_memory_mib(k, case, device) for k in LOSSES}
+            t = median_times_ms(LOSSES, case, device, args.repeats)
+            m = {k: peak_memory_mib(k, case, device) for k in MEMORY_LOSSES}
             print(f"| {' x '.join(map(str, case))} | {t['CE']:.1f} | "
                   f"{t['PAT']:.1f} | {t['PAT'] / t['CE']:.2f} | "
                   f"{m['CE']:.0f} | {m['PAT']:.0f} | "
-                  f"{m['PAT'] / m['CE']:.2f} |")
+                  f"{_ratio(m['PAT'], m['CE'])} | " +
+                  ' | '.join(f'{t[k] / t["CE"]:.2f}' for k in others) + ' |')
+    print(f'\nload average at the end: {load()}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

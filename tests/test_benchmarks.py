@@ -1,6 +1,7 @@
-"""The benchmark scripts still run: the hook benchmark in a tiny setting
-(its numbers are not checked here; benchmarks/README.md has them) and the
-GPU check's CPU-only path."""
+"""The benchmark scripts still run: the loss and hook benchmarks in tiny
+settings (their numbers are not checked here; benchmarks/README.md has
+them), the loss benchmark's CI guard both ways, and the GPU check's
+CPU-only path."""
 import os
 import os.path as osp
 import re
@@ -23,11 +24,50 @@ def _run(command, **env):
         timeout=600)
 
 
+def _loss_benchmark(*args):
+    return _run([
+        sys.executable,
+        osp.join('benchmarks', 'loss_speed_memory.py'), *args
+    ])
+
+
+def test_loss_benchmark_times_every_loss_against_ce():
+    result = _loss_benchmark('--cases', '2x3x32x32', '1x5x16x24',
+                             '--repeats', '1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, *rows = [line.split('|')[1:-1]
+                     for line in result.stdout.splitlines()
+                     if line.startswith('| ')]
+    assert [h.strip() for h in header] == [
+        'N x C x H x W', 'CE ms', 'PAT ms', 'PAT / CE', 'CE MiB', 'PAT MiB',
+        'memory ratio', 'WCE / CE', 'focal / CE', 'LA / CE', 'BLV / CE'
+    ]
+    assert [row[0].strip() for row in rows] == ['2 x 3 x 32 x 32',
+                                                '1 x 5 x 16 x 24']
+    for row in rows:
+        times = [float(row[i]) for i in (1, 2, 3, 7, 8, 9, 10)]
+        assert min(times) > 0
+    assert 'load average' in result.stdout
+
+
+@pytest.mark.parametrize('limit,status,verdict', [('1000', 0, 'guard passed'),
+                                                  ('0.001', 1,
+                                                   'guard FAILED')])
+def test_loss_guard_exit_status(limit, status, verdict):
+    """The CI guard (make benchmark-guard) passes or fails on the ratio;
+    here on a tiny case with limits no timing can miss."""
+    result = _loss_benchmark('--guard', limit, '--cases', '1x3x16x16',
+                             '--repeats', '1')
+    assert result.returncode == status, result.stderr[-3000:]
+    assert verdict in result.stdout
+    assert 'PAT / CE = ' in result.stdout
+
+
 def test_hook_overhead_runs_and_times_the_hook():
     result = _run([
         sys.executable,
         osp.join('benchmarks', 'hook_overhead.py'), '--crops', '64x64',
-        '96x128', '--iters', '4', '--repeats', '1', '--rounds', '1'
+        '96x128', '--iters', '4', '--sweep-iters', '4', '--repeats', '1'
     ])
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
@@ -35,17 +75,18 @@ def test_hook_overhead_runs_and_times_the_hook():
              if re.match(r'\| \d+x\d+ \|', line)]
     assert [row[0].strip() for row in sweep] == ['64x64', '96x128']
     for row in sweep:
-        megapixels, before, after = (float(v) for v in row[1:4])
+        megapixels, hook_ms, per_mp = (float(v) for v in row[1:4])
         assert megapixels == pytest.approx(
             2 * np.prod([int(v) for v in row[0].split('x')]) / 1e6, abs=0.01)
-        assert before > 0 and after > 0
+        # the real hook's methods ran on the iterations counted as "with"
+        assert hook_ms > 0 and per_mp > 0
     rows = [line.split('|')[1:-1] for line in lines
             if re.match(r'\| \d+ \|', line)]
     assert len(rows) == 1
     values = [float(v) for v in rows[0][1:7]]
     step_without, step_with, _, data_without, data_with, hook = values
     assert min(step_without, step_with, data_without, data_with) > 0
-    assert hook > 0  # the hook ran on the iterations counted as "with"
+    assert hook > 0
     assert 'paired ratio: median' in result.stdout
     assert '16 KiB per image' in result.stdout
 
