@@ -165,6 +165,23 @@ def test_max_log_weight_caps_exponent():
         w, torch.tensor([0.5 * math.e**5, 0.5 * math.e**1.9]))
 
 
+@pytest.mark.parametrize('normalize', ['weight', 'none'])
+def test_capped_loss_equals_naive_loop(normalize):
+    """max_log_weight below kappa: beta = 1/2 exp(min(kappa (1 - q), cap)),
+    in the loss as in a float64 loop (the cap shifts every weight)."""
+    logits, label = _random_batch(c=19, seed=21)
+    label[:, 0] = 255  # ignored pixels get weight 0
+    cap = 3.0
+    q = logits.softmax(1).gather(1, label.clamp(max=18).unsqueeze(1))[:, 0]
+    # the naive loop's beta with kappa (1 - q) capped at `cap`
+    capped_q = torch.clamp(q.double(), min=1 - cap / 19).numpy()
+    ours = pat_loss(
+        logits, label, confidence='current', max_log_weight=cap,
+        normalize=normalize)
+    ref = naive_pat(logits, label, capped_q, 19, 'none', normalize)
+    assert abs(ours.item() - ref) < 1e-4 * max(1.0, abs(ref))
+
+
 def test_class_homogenization_equal_total_weight():
     """10 pixels of class 0 and 10,000 of class 1 with the same confidence
     and the same per-pixel loss get the same total share."""

@@ -245,6 +245,27 @@ def _warn_if_raw_weights_overflow(largest_log_weight: float) -> None:
             'avg_factor) or set max_log_weight.')
 
 
+def _fixed_shift_weights(q: Tensor, fresh: bool, label: Tensor,
+                         num_classes: int, curve: str,
+                         max_log_weight: Optional[float],
+                         ignore_index: int, top: float) -> Tensor:
+    """``exp(log beta(q) - top)``, 0 at ignored pixels, in place where it
+    can be: the default path, a few passes over maps of the labels' shape.
+
+    With ``top`` the largest log-weight the options allow,
+    ``log beta - top = kappa (1 - q) - log 2 - top``, i.e. ``-kappa q``
+    without a cap. ``fresh``: ``q`` may be overwritten.
+    """
+    kappa = _kappa(curve, num_classes)
+    offset = kappa - _LOG_2 - top  # 0 unless max_log_weight < kappa
+    log_w = q.mul_(-kappa) if fresh else q.mul(-kappa)
+    if offset:
+        log_w = log_w.add_(offset)
+    if max_log_weight is not None:
+        log_w = log_w.clamp_(max=max_log_weight - _LOG_2 - top)
+    return log_w.exp_().masked_fill_(label == ignore_index, 0.0)
+
+
 def pat_loss_from_cross_entropy(ce: Tensor,
                                 label: Tensor,
                                 num_classes: int,
@@ -259,8 +280,8 @@ def pat_loss_from_cross_entropy(ce: Tensor,
                                 ignore_index: int = 255,
                                 reduction: str = 'mean',
                                 avg_factor: Optional[Union[float,
-                                                           Tensor]] = None
-                                ) -> Tensor:
+                                                           Tensor]] = None,
+                                current: Optional[Tensor] = None) -> Tensor:
     """PAT's weighting and reduction of the per-pixel cross-entropy.
 
     The part of :func:`pat_loss` after ``F.cross_entropy``, shared with
@@ -274,6 +295,11 @@ def pat_loss_from_cross_entropy(ce: Tensor,
             :func:`~mmseg_pat.models.losses.pixel_loss.pixel_cross_entropy`).
         label (Tensor): The labels, same shape.
         num_classes (int): Number of classes C.
+        current (Tensor, optional): ``exp(-ce)``, detached, where the
+            caller has it already (any value at ignored pixels, e.g.
+            :func:`true_class_confidence`'s -1); it is not modified.
+            Not used where the weight keeps its gradient. Default: None
+            (computed here).
         Others: as in :func:`pat_loss`.
 
     Returns:
@@ -290,19 +316,32 @@ def pat_loss_from_cross_entropy(ce: Tensor,
     top = _largest_log_weight(num_classes, curve, max_log_weight)
     fixed = not HOMOGENIZE_POWERS[homogenize] and (
         top + _LOG_2 < -_FLOAT32_MIN_LOG)
+    keeps_grad = not detach_weight and confidence == 'current'
+    if current is None or keeps_grad:
+        fresh = True
+        with torch.no_grad() if not keeps_grad else nullcontext():
+            current = ce.neg().exp_()
+    else:
+        fresh = False
     with torch.no_grad() if detach_weight else nullcontext():
-        current = ce.neg().exp_()
-        q = current if confidence == 'current' else pat_confidence(
-            prev_confidence, current.detach())
-        log_w = pat_log_weight_map(q, label, num_classes, curve, homogenize,
-                                   max_log_weight, ignore_index,
-                                   top if fixed else 0.0)
-        if fixed:
+        if confidence == 'current' or prev_confidence is None:
+            q = current
+        else:  # a new map: the stored confidence, current where none
+            q, fresh = pat_confidence(prev_confidence, current.detach()), True
+        if fixed and not keeps_grad:
             shift = top
+            w = _fixed_shift_weights(q, fresh, label, num_classes, curve,
+                                     max_log_weight, ignore_index, top)
         else:
-            shift = log_w.detach().amax().clamp(min=-_FLOAT32_MAX_LOG)
-            log_w = log_w.sub_(shift)
-        w = log_w.exp_()
+            log_w = pat_log_weight_map(q, label, num_classes, curve,
+                                       homogenize, max_log_weight,
+                                       ignore_index, top if fixed else 0.0)
+            if fixed:
+                shift = top
+            else:
+                shift = log_w.detach().amax().clamp(min=-_FLOAT32_MAX_LOG)
+                log_w = log_w.sub_(shift)
+            w = log_w.exp_()
         if weight is not None:
             w = w * weight.to(w)
 
@@ -472,15 +511,18 @@ class PATLoss(PixelLoss):
                             enabled=False):
             ce = pixel_cross_entropy(
                 float_logits(cls_score, self.tau), label, ignore_index)
+            # what the hook stores, computed once and shared with the
+            # weights
+            current = true_class_confidence(
+                ce, label, ignore_index) if (exchange is not None and
+                                             reduction != 'none') else None
             loss = pat_loss_from_cross_entropy(
                 ce, label, cls_score.shape[1], prev, weight, self.curve,
                 self.confidence, self.detach_weight, self.homogenize,
                 self.normalize, self.max_log_weight, ignore_index,
-                reduction, avg_factor)
-            if exchange is not None and reduction != 'none':
-                exchange.record(
-                    self, true_class_confidence(ce, label, ignore_index),
-                    label)
+                reduction, avg_factor, current)
+            if current is not None:
+                exchange.record(self, current, label)
         return loss
 
     def _warn_no_memory(self) -> None:
