@@ -361,6 +361,41 @@ def test_set_method_and_iterations():
         run_config.set_iterations(cfg, 1000, val_interval=0)
 
 
+def test_set_method_with_loss_lists_and_a_sampler():
+    """dice_ce puts MMSeg's loss list on every head (an auxiliary head's
+    weight multiplies each), rcs / pat_rcs the rare-class sampler on the
+    training loader; the table names all of it."""
+    path = osp.join(PROJECT,
+                    'configs/_base_/experiments/upernet_oxfordpet.py')
+    cfg = load_config(path)
+    sampler = cfg.train_dataloader.sampler
+    run_config.set_method(cfg, presets.METHODS['dice_ce'])
+    assert [(loss['type'], loss['loss_weight'])
+            for loss in cfg.model.decode_head.loss_decode] == [
+                ('CrossEntropyLoss', 1.0), ('DiceLoss', 3.0)]
+    aux = cfg.model.auxiliary_head.loss_decode
+    assert [loss['loss_weight'] for loss in aux] == pytest.approx([0.4, 1.2])
+    assert cfg.train_dataloader.sampler == sampler  # the config's
+    assert not any(h['type'] == 'PrevPredictionHook'
+                   for h in cfg.custom_hooks)
+
+    for method, loss in (('rcs', 'CrossEntropyLoss'), ('pat_rcs',
+                                                       'PATLoss')):
+        cfg = load_config(path)
+        run_config.set_method(cfg, presets.METHODS[method])
+        assert cfg.train_dataloader.sampler['type'] == 'RareClassSampler'
+        assert cfg.model.decode_head.loss_decode['type'] == loss
+        has_hook = any(h['type'] == 'PrevPredictionHook'
+                       for h in cfg.custom_hooks)
+        assert has_hook == (method == 'pat_rcs')
+    assert presets.describe_loss(presets.METHODS['dice_ce']) == (
+        "CrossEntropyLoss(loss_name='loss_ce', loss_weight=1.0) + "
+        "DiceLoss(use_sigmoid=False, loss_name='loss_dice', "
+        'loss_weight=3.0)')
+    assert presets.describe_loss(presets.METHODS['pat_rcs']) == (
+        "PATLoss() with RareClassSampler(temperature=0.01)")
+
+
 def test_oxfordpet_preset_without_the_sample_says_what_to_pass(
         tmp_path, monkeypatch):
     monkeypatch.setenv('MMSEG_PAT_SAMPLES', str(tmp_path / 'no_samples'))
@@ -548,3 +583,21 @@ def test_plot_cli_on_work_dirs(tiny_study, tmp_path, capsys):
     report = runs.evaluation_report(rows[1]['work_dir'])
     assert report.startswith('per class results:')
     assert '|  tail |' in report and 'mIoU' in report.splitlines()[-1]
+
+
+def test_merge_runs_replaces_what_was_trained_again():
+    """Earlier runs join the tables unless trained again now; methods are
+    listed as METHODS lists them, variants as they came."""
+    from mmseg_pat.analysis.study import merge_runs
+    now = [dict(method='recall', seed=0, variant='v=1', mIoU=1.0),
+           dict(method='ce', seed=0, variant='v=1', mIoU=2.0)]
+    earlier = [dict(method='ce', seed=0, variant='v=1', mIoU=9.0),
+               dict(method='ce', seed=1, variant='v=1', mIoU=3.0),
+               dict(method='pat', seed=0, variant='v=2', mIoU=4.0),
+               dict(method='pat', seed=0, variant='v=1', mIoU=5.0)]
+    merged = merge_runs(now, earlier)
+    assert [(r['variant'], r['method'], r['seed'], r['mIoU'])
+            for r in merged] == [('v=1', 'ce', 0, 2.0), ('v=1', 'ce', 1, 3.0),
+                                 ('v=1', 'pat', 0, 5.0),
+                                 ('v=1', 'recall', 0, 1.0),
+                                 ('v=2', 'pat', 0, 4.0)]

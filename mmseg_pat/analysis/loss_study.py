@@ -119,6 +119,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='read back runs whose work dir holds an evaluation instead of '
         'training them again')
     parser.add_argument(
+        '--add-runs',
+        nargs='+',
+        metavar='RUNS_CSV',
+        help='runs.csv of earlier studies: their runs of methods, seeds and '
+        'variants not trained now join the tables and plots')
+    parser.add_argument(
         '--show-log',
         action='store_true',
         help='stream the training logs (default for the demo)')

@@ -12,7 +12,7 @@ dataset sample finds it through ``--samples`` or ``MMSEG_PAT_SAMPLES``
 """
 import os
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Union
 
 import mmseg_pat
 
@@ -24,8 +24,14 @@ CONFIG_DIR = osp.join(osp.dirname(osp.abspath(mmseg_pat.__file__)), '.mim',
 #: samples (``oxford_pet/``, ...), when ``--samples`` is not given.
 SAMPLES_ENV = 'MMSEG_PAT_SAMPLES'
 
-#: The compared losses: name -> loss settings, put on every head (an
-#: auxiliary head keeps its loss_weight). A PATLoss whose confidence is
+#: Rare-class sampling as the study uses it (DAFormer's temperature).
+RARE_CLASS_SAMPLER = dict(type='RareClassSampler', temperature=0.01)
+
+#: The compared methods: name -> settings. A setting is a loss (a dict),
+#: losses added up as MMSeg adds a head's ``loss_decode`` list (a list),
+#: or ``dict(loss=..., sampler=...)``: the loss(es) trained with another
+#: sampler of the training images. The losses go on every head (an
+#: auxiliary head's weight multiplies them). A PATLoss whose confidence is
 #: 'previous' (the default) also switches PrevPredictionHook on.
 METHODS = {
     'ce': dict(type='CrossEntropyLoss', use_sigmoid=False),
@@ -48,7 +54,38 @@ METHODS = {
         detach_weight=False,
         homogenize='none',
         normalize='none'),
+    # What users pick instead (issue 24): recall-weighted CE, effective-
+    # number class weights, rare-class sampling alone and under PAT, and
+    # MMSeg's own region losses as its users combine them.
+    'recall': dict(type='RecallLoss'),
+    'wce_en': dict(
+        type='WeightedCrossEntropyLoss',
+        class_counts='train_set',
+        weighting='effective_number'),
+    'rcs': dict(
+        loss=dict(type='CrossEntropyLoss', use_sigmoid=False),
+        sampler=RARE_CLASS_SAMPLER),
+    'pat_rcs': dict(loss=dict(type='PATLoss'), sampler=RARE_CLASS_SAMPLER),
+    # MMSeg's documented combination (loss_ce 1.0 + loss_dice 3.0), with
+    # the softmax Dice of a multi-class head.
+    'dice_ce': [
+        dict(type='CrossEntropyLoss', loss_name='loss_ce', loss_weight=1.0),
+        dict(
+            type='DiceLoss',
+            use_sigmoid=False,
+            loss_name='loss_dice',
+            loss_weight=3.0)
+    ],
+    # MMSeg's Lovasz-softmax over the batch (per_image=False needs
+    # reduction='none' there).
+    'lovasz': dict(
+        type='LovaszLoss',
+        loss_type='multi_class',
+        per_image=False,
+        reduction='none'),
 }
+#: The methods of issue 24 (what users would pick instead of PAT).
+ALTERNATIVES = ('recall', 'rcs', 'pat_rcs', 'dice_ce', 'lovasz')
 
 #: The demo's config, relative to :data:`CONFIG_DIR`.
 DEMO_CONFIG = 'demo/segformer_long_tail_shapes_pat.py'
@@ -108,7 +145,7 @@ PRESETS = {
     'oxfordpet_breeds':
     dict(
         _OXFORD_PET,
-        methods=_PAT_VS_CE,
+        methods=_PAT_VS_CE + ALTERNATIVES,
         breeds=PET_BREEDS,
         variants=[{HELD_OUT_BREED: b} for b in PET_BREEDS],
         pool_variants=True),
@@ -130,7 +167,8 @@ PRESETS = {
     dict(
         config=DEMO_CONFIG,
         data_root='data/long_tail_shapes_imbalance',
-        methods=('ce', 'pat', 'pat_inap', 'pat_class', 'pat_sqrt', 'blv'),
+        methods=('ce', 'pat', 'pat_inap', 'pat_class', 'pat_sqrt', 'blv') +
+        ALTERNATIVES,
         seeds=(0, 1, 2),
         iters=400,
         generation=_STUDY_SHAPES,
@@ -198,14 +236,38 @@ def preset_data_root(preset: Dict,
     return path
 
 
-def needs_memory(loss: Dict) -> bool:
-    """Whether a loss reads the confidences kept by PrevPredictionHook."""
-    return (loss['type'] == 'PATLoss'
-            and loss.get('confidence', 'previous') == 'previous')
+def method_losses(setting: Union[Dict, List[Dict]]) -> List[Dict]:
+    """The losses of a method's setting (see :data:`METHODS`)."""
+    if isinstance(setting, dict) and 'loss' in setting:
+        setting = setting['loss']
+    return list(setting) if isinstance(setting, (list, tuple)) else [setting]
 
 
-def describe_loss(loss: Dict) -> str:
-    """A loss setting as it reads in a config, e.g. ``PATLoss(curve='inap')``.
-    """
-    args = ', '.join(f'{k}={v!r}' for k, v in loss.items() if k != 'type')
-    return f'{loss["type"]}({args})'
+def method_sampler(setting: Union[Dict, List[Dict]]) -> Optional[Dict]:
+    """The training sampler of a method's setting; None: the config's."""
+    if isinstance(setting, dict) and 'loss' in setting:
+        return setting.get('sampler')
+    return None
+
+
+def needs_memory(setting: Union[Dict, List[Dict]]) -> bool:
+    """Whether a method's loss reads the confidences kept by
+    PrevPredictionHook."""
+    return any(
+        loss['type'] == 'PATLoss'
+        and loss.get('confidence', 'previous') == 'previous'
+        for loss in method_losses(setting))
+
+
+def _call(settings: Dict) -> str:
+    args = ', '.join(f'{k}={v!r}' for k, v in settings.items() if k != 'type')
+    return f'{settings["type"]}({args})'
+
+
+def describe_loss(setting: Union[Dict, List[Dict]]) -> str:
+    """A method's setting as it reads in a config, e.g.
+    ``PATLoss(curve='inap')``, ``CrossEntropyLoss(...) + DiceLoss(...)``,
+    ``CrossEntropyLoss() with RareClassSampler(temperature=0.01)``."""
+    text = ' + '.join(_call(loss) for loss in method_losses(setting))
+    sampler = method_sampler(setting)
+    return f'{text} with {_call(sampler)}' if sampler else text

@@ -23,7 +23,8 @@ from mmseg_pat.utils.model_heads import head_configs
 
 from .breed_folds import set_breed_fold
 from .presets import (HELD_OUT_BREED, MEMORY_GRID, METHODS, config_path,
-                      needs_memory, preset_data_root)
+                      method_losses, method_sampler, needs_memory,
+                      preset_data_root)
 from .runs import slug
 
 
@@ -119,21 +120,32 @@ def set_iterations(cfg: Config,
     cfg.train_cfg.update(max_iters=iters, val_interval=val_interval or iters)
 
 
-def set_method(cfg: Config, loss: Dict) -> None:
-    """Put ``loss`` on every head, and PrevPredictionHook on or off
+def set_method(cfg: Config, setting: Union[Dict, List[Dict]]) -> None:
+    """Put a method's loss(es) on every head, its sampler (if it has one)
+    on the training loader, and PrevPredictionHook on or off
     (PlainCheckpointHook in its place when off).
 
-    An auxiliary head keeps the ``loss_weight`` of its loss. A hook set up
-    by the config is kept with its settings (e.g. its grid).
+    ``setting`` is a value of :data:`~.presets.METHODS`. An auxiliary head
+    keeps the weight of its loss, which multiplies the method's. A hook set
+    up by the config is kept with its settings (e.g. its grid).
     """
+    losses = method_losses(setting)
     for _, head in head_configs(cfg.model):
         old = head.get('loss_decode')
         weight = old.get('loss_weight', 1.0) if isinstance(old, dict) else 1.0
-        head.loss_decode = dict(copy.deepcopy(loss), loss_weight=weight)
+        new = [
+            dict(copy.deepcopy(loss),
+                 loss_weight=weight * loss.get('loss_weight', 1.0))
+            for loss in losses
+        ]
+        head.loss_decode = new[0] if len(new) == 1 else new
+    sampler = method_sampler(setting)
+    if sampler:
+        cfg.train_dataloader.sampler = copy.deepcopy(sampler)
     hooks = list(cfg.get('custom_hooks') or [])
     memory = [h for h in hooks if h['type'] == 'PrevPredictionHook']
     hooks = [h for h in hooks if h['type'] != 'PrevPredictionHook']
-    if needs_memory(loss):
+    if needs_memory(setting):
         hooks += memory[:1] or [dict(type='PrevPredictionHook')]
     elif not any(h['type'] == 'PlainCheckpointHook' for h in hooks):
         # what PrevPredictionHook did for the run's checkpoints

@@ -28,9 +28,10 @@ from itertools import product
 from typing import Dict, List, Optional, Sequence
 
 from .plots import plot_study
-from .presets import HELD_OUT_BREED, MEMORY_GRID, PRESETS, preset_data_root
+from .presets import (HELD_OUT_BREED, MEMORY_GRID, METHODS, PRESETS,
+                      preset_data_root)
 from .run_config import plan_runs
-from .runs import collect_curves, evaluation_report
+from .runs import collect_curves, evaluation_report, load_runs
 from .tables import (markdown_table, memory_sizes, write_curves, write_results,
                      write_runs_csv)
 from .training import run_one
@@ -53,6 +54,24 @@ def write_command(path: str, command: Sequence[str], wall_s: float,
                 f'{"yes" if torch.cuda.is_available() else "no"}\n')
 
 
+def _run_key(row: Dict) -> tuple:
+    return (row.get('variant') or '', row['method'], int(row['seed']))
+
+
+def merge_runs(rows: Sequence[Dict], earlier: Sequence[Dict]) -> List[Dict]:
+    """The rows of this study, then those of ``earlier`` runs (e.g. read
+    from an earlier ``runs.csv``) of the (variant, method, seed) it did
+    not train: a method re-run now replaces its earlier runs."""
+    trained = {_run_key(row) for row in rows}
+    merged = list(rows) + [r for r in earlier if _run_key(r) not in trained]
+    # tables list the variants as they came, the methods as METHODS does
+    variants = list(dict.fromkeys(r.get('variant') or '' for r in merged))
+    order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(merged, key=lambda r: (variants.index(
+        r.get('variant') or ''), order.get(r['method'], len(order)),
+        str(r['method']), int(r['seed'])))
+
+
 def run_study(preset: str,
               out: str,
               work_dir: Optional[str] = None,
@@ -71,6 +90,7 @@ def run_study(preset: str,
               threads: int = 1,
               jobs: int = 1,
               skip_existing: bool = False,
+              add_runs: Optional[Sequence[str]] = None,
               show_log: bool = False,
               command: Optional[Sequence[str]] = None) -> List[Dict]:
     """Run a study: plan, train, read back, tabulate and plot.
@@ -97,6 +117,10 @@ def run_study(preset: str,
         jobs (int): Runs trained at once. Default: 1.
         skip_existing (bool): Read back the runs whose work dir holds an
             evaluation instead of training them again. Default: False.
+        add_runs (Sequence[str], optional): ``runs.csv`` files of earlier
+            studies; their rows of (variant, method, seed) not trained
+            now join the tables and plots (:func:`merge_runs`).
+            Default: None.
         show_log (bool): Stream the training logs (the ``demo`` preset
             always does). Default: False.
         command (Sequence[str], optional): The command line recorded in
@@ -141,6 +165,8 @@ def run_study(preset: str,
 
     with ThreadPoolExecutor(max(jobs, 1)) as pool:
         rows = list(pool.map(train, runs))
+    if add_runs:
+        rows = merge_runs(rows, [r for p in add_runs for r in load_runs(p)])
 
     write_runs_csv(osp.join(out, 'runs.csv'), rows)
     summary = write_results(out, rows, preset, baseline,
