@@ -63,6 +63,7 @@ LOSSES = {
     'LA': lambda c: dict(type='LogitAdjustedLoss',
                          class_counts=_long_tail(c)),
     'BLV': lambda c: dict(type='BLVLoss', class_counts=_long_tail(c)),
+    'recall': lambda c: dict(type='RecallLoss'),
 }
 MEMORY_LOSSES = ('CE', 'PAT')
 

@@ -24,7 +24,8 @@ from mmseg_pat.models.losses.blv import (blv_loss, blv_perturbation,
 from mmseg_pat.models.losses.logit_adjusted import logit_adjusted_loss
 from mmseg_pat.models.losses.softmax_focal import softmax_focal_loss
 from mmseg_pat.models.losses.weighted_cross_entropy_loss import (
-    class_weights_from_counts, weighted_cross_entropy)
+    class_weights_from_counts, effective_number_weights,
+    weighted_cross_entropy)
 
 from model_configs import tiny_config
 
@@ -38,9 +39,19 @@ LOSSES = [
     dict(type='SoftmaxFocalLoss'),
     dict(type='SoftmaxFocalLoss', gamma=0.5, alpha=[0.25, 1, 1, 2]),
     dict(type='LogitAdjustedLoss', class_counts=COUNTS, tau=1.0),
+    dict(
+        type='WeightedCrossEntropyLoss',
+        class_counts=COUNTS,
+        weighting='effective_number',
+        beta=0.99),
+    dict(type='SoftmaxFocalLoss', class_counts=COUNTS,
+         weighting='effective_number'),
+    dict(type='RecallLoss'),
+    dict(type='RecallLoss', momentum=0.9),
 ]
 LOSS_IDS = [
-    'blv', 'wce-counts', 'wce-weights', 'focal', 'focal-alpha', 'logit-adj'
+    'blv', 'wce-counts', 'wce-weights', 'focal', 'focal-alpha', 'logit-adj',
+    'wce-effective-number', 'focal-counts', 'recall', 'recall-momentum'
 ]
 
 
@@ -192,7 +203,8 @@ def test_module_functions_match_registered_classes():
 
 
 @pytest.mark.parametrize(
-    'cfg', [LOSSES[0], LOSSES[1], LOSSES[5]], ids=['blv', 'wce', 'la'])
+    'cfg', [LOSSES[0], LOSSES[1], LOSSES[5], LOSSES[7]],
+    ids=['blv', 'wce', 'la', 'focal'])
 def test_class_counts_must_match_classes(cfg):
     logits, label = _random_batch(c=3)
     with pytest.raises(
@@ -215,6 +227,43 @@ def test_class_counts_must_match_classes(cfg):
         class_counts=[3, 4]), 'not both'),
     (dict(type='LogitAdjustedLoss', class_counts=[3, 0.5]), 'whole'),
     (dict(type='SoftmaxFocalLoss', loss_name='focal'), "contain 'loss'"),
+    (dict(type='SoftmaxFocalLoss', alpha=[1, 2], class_counts=[3, 4]),
+     'give alpha or class_counts, not both'),
+    (dict(type='SoftmaxFocalLoss', class_counts=[3, 4], weighting='median'),
+     'weighting must be one of'),
+    (dict(
+        type='WeightedCrossEntropyLoss',
+        class_counts=COUNTS,
+        weighting='effective_number',
+        beta=1.0), r'beta must be a number in \[0, 1\), got 1\.0'),
+    (dict(
+        type='SoftmaxFocalLoss',
+        class_counts=COUNTS,
+        weighting='effective_number',
+        beta=-0.5), r'beta must be a number in \[0, 1\), got -0\.5'),
+    (dict(
+        type='WeightedCrossEntropyLoss',
+        class_counts=COUNTS,
+        weighting='effective_number',
+        beta=float('nan')), r'got nan'),
+    (dict(
+        type='WeightedCrossEntropyLoss',
+        class_counts=COUNTS,
+        weighting='effective_number',
+        beta=True), r'got True'),
+    (dict(type='WeightedCrossEntropyLoss', class_counts=COUNTS, beta=0.9),
+     "beta is the parameter of weighting='effective_number'; got "
+     "beta=0.9 with weighting='log'"),
+    (dict(
+        type='SoftmaxFocalLoss',
+        class_counts=COUNTS,
+        weighting='inverse',
+        beta=0.999), "got beta=0.999 with weighting='inverse'"),
+    (dict(type='RecallLoss', momentum=1.0),
+     r'momentum must be a number in \[0, 1\), got 1\.0'),
+    (dict(type='RecallLoss', momentum=-0.1), r'got -0\.1'),
+    (dict(type='RecallLoss', momentum='0.9'), r"got '0\.9'"),
+    (dict(type='RecallLoss', loss_name='recall'), "contain 'loss'"),
 ])
 def test_bad_options_raise(cfg, match):
     with pytest.raises(ValueError, match=match):
@@ -292,6 +341,119 @@ def test_inverse_weights_are_sklearn_balanced():
     got = class_weights_from_counts(
         counts, 'inverse')
     np.testing.assert_allclose(got, counts.sum() / (3 * counts))
+
+
+# Effective-number weights (Cui et al., CVPR 2019) worked out in 60-digit
+# decimal arithmetic from (1 - beta) / (1 - beta^n), an empty class counted
+# as one pixel: the unnormalised weights, ours (the average training pixel
+# has weight 1) and Cui et al.'s scale (sum to C).
+EFFECTIVE_NUMBER_CASES = [
+    # a huge count (beta^n underflows: weight 1 - beta) and an empty class
+    ([10**12, 5000, 60, 0], 0.999,
+     [0.001, 0.0010067665909754, 0.0171633341449927, 1.0],
+     [0.999999997997367, 1.00676658895921, 17.1633341106209,
+      999.999997997366],
+     [0.0039247619186547, 0.00395131917723406, 0.0673620002494134,
+      3.9247619186547]),
+    ([5000, 800, 60, 3], 0.99,
+     [0.01, 0.010003223262236, 0.0220826911380448, 0.336689000370358],
+     [0.971699124943062, 0.972012329052478, 2.14577316552261,
+      32.7160407037831],
+     [0.105603614284281, 0.105637653098472, 0.2332011997301,
+      3.55555753288715]),
+    ([600, 300, 100, 0], 0.9999,
+     [0.00171708332694411, 0.0033834166726391, 0.0100495833290276, 1.0],
+     [0.424370713947408, 0.836198760082745, 2.48371688507592,
+      247.14625509914],
+     [0.00676583041322877, 0.0133316904690392, 0.039598414043668,
+      3.94030406507406]),
+]
+
+
+@pytest.mark.parametrize('counts,beta,raw,expected,cui',
+                         EFFECTIVE_NUMBER_CASES)
+def test_effective_number_weights_by_hand(counts, beta, raw, expected, cui):
+    got = class_weights_from_counts(counts, 'effective_number', beta)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        effective_number_weights(np.maximum(counts, 1).astype(float), beta),
+        raw, rtol=1e-12)
+    pixels = np.maximum(counts, 1)
+    assert np.dot(got, pixels / pixels.sum()) == pytest.approx(1.0)
+    # the same ratios as the paper's weights, which sum to C
+    np.testing.assert_allclose(got / got.sum() * len(got), cui, rtol=1e-12)
+    assert np.all(np.isfinite(got))
+
+
+def test_effective_number_limits():
+    """beta = 0 weights every class alike; beta towards 1 gives the inverse
+    frequency; beta defaults to 0.999."""
+    counts = [600, 300, 100, 0]
+    np.testing.assert_allclose(
+        class_weights_from_counts(counts, 'effective_number', 0.0),
+        [1.0, 1.0, 1.0, 1.0], rtol=1e-15)
+    np.testing.assert_allclose(
+        class_weights_from_counts(counts, 'effective_number', 1 - 1e-12),
+        class_weights_from_counts(counts, 'inverse'), rtol=1e-6)
+    np.testing.assert_array_equal(
+        class_weights_from_counts(counts, 'effective_number'),
+        class_weights_from_counts(counts, 'effective_number', 0.999))
+    loss = MODELS.build(
+        dict(
+            type='WeightedCrossEntropyLoss',
+            class_counts=counts,
+            weighting='effective_number'))
+    assert loss.beta == 0.999
+
+
+def test_weighted_ce_effective_number_equals_pytorch():
+    logits, label = _random_batch(seed=18)
+    counts, beta, _, expected, _ = EFFECTIVE_NUMBER_CASES[1]
+    loss = MODELS.build(
+        dict(
+            type='WeightedCrossEntropyLoss',
+            class_counts=counts,
+            weighting='effective_number',
+            beta=beta))
+    reference = F.cross_entropy(
+        logits, label, weight=torch.tensor(expected), ignore_index=255)
+    torch.testing.assert_close(loss(logits, label), reference)
+
+
+@pytest.mark.parametrize('weighting,beta', [('log', None),
+                                            ('inverse', None),
+                                            ('effective_number', 0.99)])
+def test_focal_with_counts_is_focal_with_their_weights(weighting, beta):
+    """class_counts give alpha by the weighting of the class-weighted CE;
+    'train_set' waits for the counts."""
+    logits, label = _random_batch(seed=19)
+    counts = EFFECTIVE_NUMBER_CASES[1][0]
+    options = dict(weighting=weighting, beta=beta)
+    if weighting == 'effective_number':
+        alpha = EFFECTIVE_NUMBER_CASES[1][3]
+    else:
+        alpha = class_weights_from_counts(counts, weighting).tolist()
+    expected = MODELS.build(
+        dict(type='SoftmaxFocalLoss', alpha=alpha))(logits, label)
+    loss = MODELS.build(
+        dict(type='SoftmaxFocalLoss', class_counts=counts, **options))
+    torch.testing.assert_close(loss(logits, label), expected)
+    pending = MODELS.build(
+        dict(type='SoftmaxFocalLoss', class_counts='train_set', **options))
+    assert pending.class_counts_pending
+    with pytest.raises(ValueError, match='ClassCountsHook'):
+        pending(logits, label)
+    pending.set_class_counts(counts)
+    assert not pending.class_counts_pending
+    torch.testing.assert_close(pending(logits, label), expected)
+
+
+def test_focal_without_counts_is_unchanged():
+    logits, label = _random_batch(seed=20)
+    loss = MODELS.build(dict(type='SoftmaxFocalLoss', gamma=0.5))
+    assert not loss.uses_counts and not loss.class_counts_pending
+    torch.testing.assert_close(
+        loss(logits, label), softmax_focal_loss(logits, label, gamma=0.5))
 
 
 def test_class_weight_from_json_file(tmp_path):

@@ -40,12 +40,13 @@ def test_loss_benchmark_times_every_loss_against_ce():
                      if line.startswith('| ')]
     assert [h.strip() for h in header] == [
         'N x C x H x W', 'CE ms', 'PAT ms', 'PAT / CE', 'CE MiB', 'PAT MiB',
-        'memory ratio', 'WCE / CE', 'focal / CE', 'LA / CE', 'BLV / CE'
+        'memory ratio', 'WCE / CE', 'focal / CE', 'LA / CE', 'BLV / CE',
+        'recall / CE'
     ]
     assert [row[0].strip() for row in rows] == ['2 x 3 x 32 x 32',
                                                 '1 x 5 x 16 x 24']
     for row in rows:
-        times = [float(row[i]) for i in (1, 2, 3, 7, 8, 9, 10)]
+        times = [float(row[i]) for i in (1, 2, 3, 7, 8, 9, 10, 11)]
         assert min(times) > 0
     assert 'load average' in result.stdout
 

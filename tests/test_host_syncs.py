@@ -49,9 +49,14 @@ LOSSES = [
     dict(type='SoftmaxFocalLoss', gamma=0.5, alpha=[1, 2, 3, 4]),
     dict(type='LogitAdjustedLoss', class_counts=COUNTS),
     dict(type='BLVLoss', class_counts=COUNTS),
+    dict(type='SoftmaxFocalLoss', class_counts=COUNTS,
+         weighting='effective_number'),
+    dict(type='RecallLoss'),
+    dict(type='RecallLoss', momentum=0.9),
 ]
 IDS = ['pat', 'pat-current-class', 'pat-sqrt-raw', 'wce-counts', 'wce',
-       'focal', 'focal-alpha', 'logit-adjusted', 'blv']
+       'focal', 'focal-alpha', 'logit-adjusted', 'blv', 'focal-counts',
+       'recall', 'recall-momentum']
 
 
 class HostSyncCounter(TorchDispatchMode):

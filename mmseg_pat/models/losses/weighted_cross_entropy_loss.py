@@ -7,13 +7,18 @@ uses an ignored label as an index.
 
 The class weights are given directly or computed from the training pixel
 counts by a method of :data:`WEIGHTING_METHODS`: ``'inverse'`` (1 / n),
-``'sqrt_inverse'`` (1 / sqrt(n)) or ``'log'``, the ENet weighting
+``'sqrt_inverse'`` (1 / sqrt(n)), ``'log'``, the ENet weighting
 1 / ln(1.02 + f) of Paszke et al., "ENet: A Deep Neural Network Architecture
-for Real-Time Semantic Segmentation", arXiv 1606.02147. The reduction is
+for Real-Time Semantic Segmentation", arXiv 1606.02147, or
+``'effective_number'``, (1 - beta) / (1 - beta^n) of Cui et al.,
+"Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019
+(arXiv 1901.05555). The softmax focal loss takes the same weightings
+(:class:`ClassWeightsFromCounts`). The reduction is
 PyTorch's ``F.cross_entropy(weight=...)``: the weighted mean
 ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` over valid pixels, exactly 0 (not
 NaN) when there is none.
 """
+import numbers
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -23,24 +28,79 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from mmseg_pat.utils.class_counts import (ClassCounts, ClassCountsUser,
-                                          check_num_classes, log_class_prior)
+                                          check_num_classes, load_class_counts)
 
-from .pixel_loss import (PixelLoss, check_logits_and_labels, class_weight_map,
-                         pixel_cross_entropy, reduce_pixel_loss, valid_weight)
+from .pixel_loss import (PixelLoss, check_logits_and_labels, check_option,
+                         class_weight_map, pixel_cross_entropy,
+                         reduce_pixel_loss, valid_weight)
 
-#: Class weighting methods: name -> weight as a function of the class
-#: frequency f (training pixels of the class over all training pixels).
+#: beta of ``weighting='effective_number'`` when none is given.
+DEFAULT_BETA = 0.999
+
+
+def effective_number_weights(counts: np.ndarray, beta: float) -> np.ndarray:
+    """Cui et al.'s class-balanced weights ``(1 - beta) / (1 - beta^n)``.
+
+    The inverse of the effective number of samples
+    ``E_n = (1 - beta^n) / (1 - beta)``. ``1 - beta^n`` is computed as
+    ``-expm1(n log beta)``, exact for small n and 1 once ``beta^n``
+    underflows, so a huge count gets weight ``1 - beta``.
+
+    Args:
+        counts (np.ndarray): Pixel counts n of the classes, >= 1.
+        beta (float): In [0, 1); 0 gives 1 for every class, and towards 1
+            the weights approach 1 / n.
+
+    Returns:
+        np.ndarray: Unnormalised weights (C, ), float64.
+    """
+    with np.errstate(divide='ignore'):  # log(0) = -inf: beta^n = 0
+        log_beta = np.log(beta)
+    return (1.0 - beta) / -np.expm1(counts * log_beta)
+
+
+#: Class weighting methods: name -> unnormalised weight of each class as a
+#: function of its training pixel count n (float64 >= 1) and ``beta``, which
+#: only ``'effective_number'`` reads.
 WEIGHTING_METHODS = {
-    'inverse': lambda f: 1.0 / f,
-    'sqrt_inverse': lambda f: 1.0 / np.sqrt(f),
-    'log': lambda f: 1.0 / np.log(1.02 + f),
+    'inverse': lambda n, beta: 1.0 / n,
+    'sqrt_inverse': lambda n, beta: 1.0 / np.sqrt(n),
+    'log': lambda n, beta: 1.0 / np.log(1.02 + n / np.sum(n)),
+    'effective_number': effective_number_weights,
 }
 
 
-def _check_weighting(weighting: str) -> None:
-    if weighting not in WEIGHTING_METHODS:
-        raise ValueError(f'weighting must be one of '
-                         f'{tuple(WEIGHTING_METHODS)}, got {weighting!r}')
+def check_weighting(weighting: str,
+                    beta: Optional[float] = None) -> Optional[float]:
+    """Check a weighting method and its ``beta``; return the beta to use.
+
+    Args:
+        weighting (str): A key of :data:`WEIGHTING_METHODS`.
+        beta (float, optional): Parameter of ``'effective_number'``, in
+            [0, 1); only that method takes one. Default: None
+            (:data:`DEFAULT_BETA` for ``'effective_number'``).
+
+    Returns:
+        float | None: ``beta`` (or :data:`DEFAULT_BETA`) for
+        ``'effective_number'``, None for the other methods.
+
+    Raises:
+        ValueError: If ``weighting`` is not a method, ``beta`` is not a
+            number in [0, 1), or ``beta`` is given with another method.
+    """
+    check_option('weighting', weighting, WEIGHTING_METHODS)
+    if weighting != 'effective_number':
+        if beta is not None:
+            raise ValueError(
+                "beta is the parameter of weighting='effective_number'; "
+                f'got beta={beta!r} with weighting={weighting!r}')
+        return None
+    if beta is None:
+        return DEFAULT_BETA
+    if (not isinstance(beta, numbers.Real) or isinstance(beta, bool)
+            or not 0 <= beta < 1):
+        raise ValueError(f'beta must be a number in [0, 1), got {beta!r}')
+    return float(beta)
 
 
 def _check_class_weight(class_weight) -> np.ndarray:
@@ -56,13 +116,23 @@ def _check_class_weight(class_weight) -> np.ndarray:
 
 
 def class_weights_from_counts(class_counts: ClassCounts,
-                              weighting: str = 'log') -> np.ndarray:
+                              weighting: str = 'log',
+                              beta: Optional[float] = None) -> np.ndarray:
     """Class weights from training pixel counts.
 
     The weights are scaled so that their mean over classes, weighted by the
     class frequencies, is 1: the average training pixel keeps weight 1 (for
-    ``'inverse'`` this is scikit-learn's ``'balanced'``, N / (C n_c)). A
-    class with no training pixel is treated as having one.
+    ``'inverse'`` this is scikit-learn's ``'balanced'``, N / (C n_c)). Every
+    method is scaled so, ``'effective_number'`` included, whose paper scales
+    the weights to sum to C instead: one scale for all methods keeps the
+    loss of the average pixel, and so the learning rate tuned for
+    cross-entropy, whichever method is chosen. The ratios between classes
+    are Cui et al.'s; for their scale multiply by ``C / sum(weights)``
+    (the weighted mean of :func:`weighted_cross_entropy` does not change
+    with the scale). A class with no training pixel is treated as having
+    one, as in :func:`~mmseg_pat.utils.class_counts.log_class_prior`: its
+    effective-number weight is then ``(1 - beta) / (1 - beta) = 1`` before
+    scaling, never a division by zero.
 
     Args:
         class_counts (str | Sequence[int] | np.ndarray): Training pixel
@@ -70,14 +140,58 @@ def class_weights_from_counts(class_counts: ClassCounts,
             ``tools/analysis/class_statistics.py``.
         weighting (str): A key of :data:`WEIGHTING_METHODS`.
             Default: ``'log'``.
+        beta (float, optional): Parameter of ``'effective_number'``, in
+            [0, 1). Default: None (:data:`DEFAULT_BETA` there; an error
+            with another method).
 
     Returns:
         np.ndarray: Weights (C, ), float64.
+
+    Raises:
+        ValueError: As :func:`check_weighting`, or if the counts are not
+            pixel counts.
     """
-    _check_weighting(weighting)
-    frequency = np.exp(log_class_prior(class_counts))
-    weights = WEIGHTING_METHODS[weighting](frequency)
-    return weights / np.sum(frequency * weights)
+    beta = check_weighting(weighting, beta)
+    pixels = np.maximum(load_class_counts(class_counts), 1).astype(np.float64)
+    weights = WEIGHTING_METHODS[weighting](pixels, beta)
+    return weights / np.sum(pixels / np.sum(pixels) * weights)
+
+
+class ClassWeightsFromCounts(ClassCountsUser):
+    """The part of a loss whose class weights may come from training pixel
+    counts: it checks ``weighting`` and ``beta``, takes the counts (maybe
+    later, ``'train_set'``) and keeps the weights in the loss's buffer
+    :attr:`class_weight_buffer`, registered before
+    :meth:`_init_class_weighting` is called."""
+
+    #: Name of the (C, ) buffer that receives the weights.
+    class_weight_buffer = 'class_weight'
+
+    def _init_class_weighting(self, class_counts: Optional[ClassCounts],
+                              weighting: str,
+                              beta: Optional[float]) -> None:
+        self.beta = check_weighting(weighting, beta)
+        self.weighting = weighting
+        self.uses_counts = class_counts is not None
+        if self.uses_counts:
+            self._init_class_counts(class_counts)
+
+    def _use_class_counts(self, counts: np.ndarray) -> None:
+        setattr(
+            self, self.class_weight_buffer,
+            torch.as_tensor(
+                class_weights_from_counts(counts, self.weighting, self.beta),
+                dtype=torch.float32))
+
+    @property
+    def class_counts_pending(self) -> bool:
+        return self.uses_counts and self.class_counts is None
+
+    def _check_counts_fit(self, num_classes: int) -> None:
+        """With counts: raise unless they have arrived and there is one per
+        class of the logits."""
+        if self.uses_counts:
+            check_num_classes(self._require_class_counts(), num_classes)
 
 
 def weighted_cross_entropy(cls_score: Tensor,
@@ -130,7 +244,7 @@ def weighted_cross_entropy(cls_score: Tensor,
 
 
 @MODELS.register_module()
-class WeightedCrossEntropyLoss(PixelLoss, ClassCountsUser):
+class WeightedCrossEntropyLoss(PixelLoss, ClassWeightsFromCounts):
     """Class-weighted cross-entropy, safe with ignored pixels.
 
     Give at most one of ``class_weight`` and ``class_counts``; with neither
@@ -147,46 +261,40 @@ class WeightedCrossEntropyLoss(PixelLoss, ClassCountsUser):
             ``weighting``. Default: None.
         weighting (str): How weights follow from ``class_counts``, a key of
             :data:`WEIGHTING_METHODS`. Default: ``'log'``.
+        beta (float, optional): Parameter of
+            ``weighting='effective_number'``, in [0, 1); an error with
+            another weighting. Default: None (0.999, :data:`DEFAULT_BETA`).
         loss_weight (float): Multiplier of the loss. Default: 1.0.
         loss_name (str): Name of the loss item; must contain ``'loss'``.
             Default: ``'loss_wce'``.
+
+    Raises:
+        ValueError: If both ``class_weight`` and ``class_counts`` are
+            given, a weight is negative, or ``weighting`` or ``beta`` is
+            not valid (:func:`check_weighting`).
     """
 
     def __init__(self,
                  class_weight: Optional[Union[Sequence[float], str]] = None,
                  class_counts: Optional[ClassCounts] = None,
                  weighting: str = 'log',
+                 beta: Optional[float] = None,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_wce'):
         super().__init__(loss_weight, loss_name)
-        _check_weighting(weighting)
         if class_weight is not None and class_counts is not None:
             raise ValueError('give class_weight or class_counts, not both')
         if class_weight is not None:
             class_weight = torch.as_tensor(
                 _check_class_weight(get_class_weight(class_weight)),
                 dtype=torch.float32)
-        self.weighting = weighting
-        self.uses_counts = class_counts is not None
         self.class_weight: Optional[Tensor]
         self.register_buffer('class_weight', class_weight, persistent=False)
-        if self.uses_counts:
-            self._init_class_counts(class_counts)
-
-    def _use_class_counts(self, counts: np.ndarray) -> None:
-        self.class_weight = torch.as_tensor(
-            class_weights_from_counts(counts, self.weighting),
-            dtype=torch.float32)
-
-    @property
-    def class_counts_pending(self) -> bool:
-        return self.uses_counts and self.class_counts is None
+        self._init_class_weighting(class_counts, weighting, beta)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
                    **reduction) -> Tensor:
-        if self.uses_counts:
-            check_num_classes(self._require_class_counts(),
-                              cls_score.shape[1])
+        self._check_counts_fit(cls_score.shape[1])
         return weighted_cross_entropy(
             cls_score,
             label,
