@@ -16,7 +16,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmseg.registry import DATASETS
 
-from mmseg_pat.datasets import cached_class_counts
+from mmseg_pat.datasets import (cached_class_counts,
+                                cached_per_image_class_counts)
 from mmseg_pat.stack import load_config
 from mmseg_pat.utils.class_counts import FROM_TRAIN_SET
 from mmseg_pat.utils.model_heads import head_configs
@@ -188,7 +189,8 @@ def _asking_for_train_set_counts(node) -> Iterator[Dict]:
 
 
 def set_train_set_counts(cfg: Config, cache_dir: str) -> Optional[str]:
-    """Give the runs of a study their training set's counts as a file.
+    """Give the runs of a study their training set's counts as a file (and
+    a RareClassSampler its per-image table's folder).
 
     ``ClassCountsHook`` would count the training set in each run's work
     dir; the study counts it once for all its runs instead
@@ -204,11 +206,19 @@ def set_train_set_counts(cfg: Config, cache_dir: str) -> Optional[str]:
         holder for key in cfg.keys()
         for holder in _asking_for_train_set_counts(cfg[key])
     ]
-    if not holders:
+    sampler = cfg.train_dataloader.get('sampler') or {}
+    rare_class = sampler.get('type') == 'RareClassSampler'
+    if not holders and not rare_class:
         return None
     with DefaultScope.overwrite_default_scope(
             cfg.get('default_scope', 'mmseg')):
         dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
+    if rare_class:
+        # its per-image table, counted once for all the study's runs
+        cached_per_image_class_counts(dataset, cache_dir)
+        sampler.setdefault('cache_dir', osp.abspath(cache_dir))
+    if not holders:
+        return None
     _, path = cached_class_counts(dataset, cache_dir)
     for holder in holders:
         holder['class_counts'] = path

@@ -19,7 +19,6 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import broadcast_object_list, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.registry import DefaultScope
 from mmengine.runner import BaseLoop
@@ -27,6 +26,7 @@ from mmseg.registry import DATASETS, HOOKS
 
 from mmseg_pat.datasets.class_statistics import cached_class_counts
 from mmseg_pat.utils.class_counts import ClassCountsUser
+from mmseg_pat.utils.dist import from_rank_zero
 from mmseg_pat.utils.model_heads import head_modules, unwrap
 
 CHECKPOINT_KEY = 'class_counts'
@@ -143,21 +143,10 @@ class ClassCountsHook(Hook):
         """Count on rank 0 (or read the cache) and share with the others."""
         if not any(u.class_counts_pending for u in _users(runner)):
             return
-        result = [None]
-        if get_dist_info()[0] == 0:
-            try:
-                counts, _ = cached_class_counts(
-                    dataset, self.cache_dir or runner.work_dir, self.nproc,
-                    logger=runner.logger)
-                result = [(counts, list(dataset.metainfo['classes']))]
-            except Exception as error:
-                result = [error]
-        # the other ranks learn rank 0's result, failure included, and
-        # raise with it rather than wait
-        broadcast_object_list(result)
-        if isinstance(result[0], Exception):
-            raise result[0]
-        self.counts, self.classes = result[0]
+        self.counts, _ = from_rank_zero(lambda: cached_class_counts(
+            dataset, self.cache_dir or runner.work_dir, self.nproc,
+            logger=runner.logger))
+        self.classes = list(dataset.metainfo['classes'])
 
     def _supply(self, runner) -> None:
         if self.counts is None:
