@@ -711,3 +711,22 @@ def test_tiny_segformer_trains_with_blv_and_long_tail_metric(
     for key in ('mIoU', 'head_mIoU', 'tail_mIoU', 'IoU.background'):
         assert hub.get_scalar(f'val/{key}') is not None
     assert osp.isfile(osp.join(str(tmp_path), 'iter_2.pth'))
+
+
+def test_effective_number_says_when_pixel_counts_saturate_it():
+    """With pixel counts in the thousands, beta=0.999 gives every class the
+    same weight (beta^n ~ 0): the loss is CE, and the user is told so with
+    a beta that would separate the classes; small counts do not warn."""
+    big = [4_000_000, 200_000, 9_000]
+    with pytest.warns(UserWarning, match=r'plain cross-entropy.*'
+                      r'beta=0\.99988889'):
+        loss = MODELS.build(
+            dict(type='WeightedCrossEntropyLoss', class_counts=big,
+                 weighting='effective_number'))
+    torch.testing.assert_close(loss.class_weight, torch.ones(3), rtol=1e-3,
+                               atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        MODELS.build(
+            dict(type='WeightedCrossEntropyLoss', class_counts=[5000, 50, 5],
+                 weighting='effective_number'))

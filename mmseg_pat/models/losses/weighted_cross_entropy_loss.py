@@ -18,11 +18,14 @@ PyTorch's ``F.cross_entropy(weight=...)``: the weighted mean
 ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` over valid pixels, exactly 0 (not
 NaN) when there is none.
 """
+import logging
 import numbers
+import warnings
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmseg.models.losses.utils import get_class_weight
 from mmseg.registry import MODELS
 from torch import Tensor
@@ -157,6 +160,28 @@ def class_weights_from_counts(class_counts: ClassCounts,
     return weights / np.sum(pixels / np.sum(pixels) * weights)
 
 
+def warn_if_effective_number_saturates(counts: np.ndarray,
+                                       weights: np.ndarray,
+                                       beta: float) -> bool:
+    """Say so when effective-number weights are all within 1% of each
+    other: then ``beta^n`` is about 0 for every class (pixel counts are
+    large: Cui et al.'s betas were made for counts of images), and the loss
+    is plain cross-entropy. Returns whether it warned."""
+    present = np.asarray(weights)[np.asarray(counts) > 0]
+    if present.size < 2 or present.max() > 1.01 * present.min():
+        return False
+    smallest = int(np.min(np.asarray(counts)[np.asarray(counts) > 0]))
+    message = (
+        f"weighting='effective_number' with beta={beta} gives every class "
+        f'the same weight for these pixel counts (the smallest is '
+        f'{smallest}; beta^n is about 0 for all of them), so the loss is '
+        'plain cross-entropy. A beta that separates the classes is close to '
+        f'1 - 1/n: e.g. beta={1 - 1 / smallest:.8f} for the rarest class.')
+    warnings.warn(message)
+    print_log(message, logger='current', level=logging.WARNING)
+    return True
+
+
 class ClassWeightsFromCounts(ClassCountsUser):
     """The part of a loss whose class weights may come from training pixel
     counts: it checks ``weighting`` and ``beta``, takes the counts (maybe
@@ -177,11 +202,11 @@ class ClassWeightsFromCounts(ClassCountsUser):
             self._init_class_counts(class_counts)
 
     def _use_class_counts(self, counts: np.ndarray) -> None:
-        setattr(
-            self, self.class_weight_buffer,
-            torch.as_tensor(
-                class_weights_from_counts(counts, self.weighting, self.beta),
-                dtype=torch.float32))
+        weights = class_weights_from_counts(counts, self.weighting, self.beta)
+        if self.weighting == 'effective_number':
+            warn_if_effective_number_saturates(counts, weights, self.beta)
+        setattr(self, self.class_weight_buffer,
+                torch.as_tensor(weights, dtype=torch.float32))
 
     @property
     def class_counts_pending(self) -> bool:
