@@ -163,7 +163,7 @@ class BLVLoss(PixelLoss, ClassCountsUser):
             blv_variation_scale(counts), dtype=torch.float32)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
-                   **reduction) -> Tensor:
+                   **loss_args) -> Tensor:
         self._require_class_counts()
         return blv_loss(
             cls_score,
@@ -171,4 +171,4 @@ class BLVLoss(PixelLoss, ClassCountsUser):
             self._buffer_on('variation_scale', cls_score.device),
             sigma=self.sigma,
             training=self.training,
-            **reduction)
+            **loss_args)

@@ -98,11 +98,11 @@ class LogitAdjustedLoss(PixelLoss, ClassCountsUser):
             log_class_prior(counts), dtype=torch.float)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
-                   **reduction) -> Tensor:
+                   **loss_args) -> Tensor:
         self._require_class_counts()
         return logit_adjusted_loss(
             cls_score,
             label,
             self._buffer_on('log_prior', cls_score.device),
             tau=self.tau,
-            **reduction)
+            **loss_args)

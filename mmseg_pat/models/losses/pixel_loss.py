@@ -283,8 +283,8 @@ class PixelLoss(nn.Module):
         return self._loss_name
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
-                   **reduction) -> Tensor:
-        """The loss before ``loss_weight``; ``reduction`` holds ``weight``,
+                   **loss_args) -> Tensor:
+        """The loss before ``loss_weight``; ``loss_args`` holds ``weight``,
         ``ignore_index``, ``reduction`` and ``avg_factor``."""
         raise NotImplementedError
 

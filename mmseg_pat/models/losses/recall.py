@@ -222,13 +222,13 @@ class RecallLoss(PixelLoss):
             'recall_seen', torch.zeros(0, dtype=torch.bool), persistent=True)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
-                   **reduction) -> Tensor:
+                   **loss_args) -> Tensor:
         recall, seen = self._state(cls_score.shape[1], cls_score.device)
         recall, seen = updated_recall(
             recall, seen,
             *class_recall_counts(cls_score, label,
-                                 reduction['ignore_index']), self.momentum)
-        loss = recall_loss(cls_score, label, recall, **reduction)
+                                 loss_args['ignore_index']), self.momentum)
+        loss = recall_loss(cls_score, label, recall, **loss_args)
         if self.training and torch.is_grad_enabled():
             self.running_recall.copy_(recall)
             self.recall_seen.copy_(seen)

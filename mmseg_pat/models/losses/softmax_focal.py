@@ -135,11 +135,11 @@ class SoftmaxFocalLoss(PixelLoss, ClassWeightsFromCounts):
         self._init_class_weighting(class_counts, weighting, beta)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
-                   **reduction) -> Tensor:
+                   **loss_args) -> Tensor:
         self._check_counts_fit(cls_score.shape[1])
         return softmax_focal_loss(
             cls_score,
             label,
             gamma=self.gamma,
             alpha=self._buffer_on('alpha', cls_score.device),
-            **reduction)
+            **loss_args)

@@ -318,10 +318,10 @@ class WeightedCrossEntropyLoss(PixelLoss, ClassWeightsFromCounts):
         self._init_class_weighting(class_counts, weighting, beta)
 
     def pixel_loss(self, cls_score: Tensor, label: Tensor,
-                   **reduction) -> Tensor:
+                   **loss_args) -> Tensor:
         self._check_counts_fit(cls_score.shape[1])
         return weighted_cross_entropy(
             cls_score,
             label,
             class_weight=self._buffer_on('class_weight', cls_score.device),
-            **reduction)
+            **loss_args)
