@@ -65,7 +65,31 @@ LOSSES = {
     'BLV': lambda c: dict(type='BLVLoss', class_counts=_long_tail(c)),
     'recall': lambda c: dict(type='RecallLoss'),
 }
+#: MMSeg's region losses as the study uses them (``--mmseg-region-losses``):
+#: CE + Dice (MMSeg's documented 1.0 + 3.0) and Lovasz-softmax.
+REGION_LOSSES = {
+    'dice+CE': lambda c: [
+        dict(type='CrossEntropyLoss', loss_name='loss_ce'),
+        dict(type='DiceLoss', use_sigmoid=False, loss_weight=3.0)
+    ],
+    'lovasz': lambda c: dict(
+        type='LovaszLoss',
+        loss_type='multi_class',
+        per_image=False,
+        reduction='none'),
+}
 MEMORY_LOSSES = ('CE', 'PAT')
+
+
+class SumOfLosses(torch.nn.Module):
+    """Losses added up, as MMSeg adds a head's ``loss_decode`` list."""
+
+    def __init__(self, losses):
+        super().__init__()
+        self.losses = torch.nn.ModuleList(losses)
+
+    def forward(self, *args, **kwargs):
+        return sum(loss(*args, **kwargs) for loss in self.losses)
 
 
 def _case(text):
@@ -78,9 +102,12 @@ def _long_tail(num_classes):
 
 def build(loss, num_classes):
     """A loss module in training mode (BLV perturbs only then)."""
+    settings = {**LOSSES, **REGION_LOSSES}[loss](num_classes)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # MMSeg's avg_non_ignore notice
-        return MODELS.build(LOSSES[loss](num_classes)).train()
+        if isinstance(settings, list):
+            return SumOfLosses([MODELS.build(s) for s in settings]).train()
+        return MODELS.build(settings).train()
 
 
 def release_large_blocks_at_once():
@@ -225,6 +252,10 @@ def main():
         metavar='NxCxHxW',
         help='time these cases instead (the first one with --guard)')
     parser.add_argument(
+        '--mmseg-region-losses',
+        action='store_true',
+        help="also time MMSeg's CE + Dice and Lovasz (slow on large cases)")
+    parser.add_argument(
         '--memory-of',
         nargs=5,
         metavar=('LOSS', 'N', 'C', 'H', 'W'),
@@ -243,7 +274,9 @@ def main():
     if args.guard is not None:
         case = args.cases[0] if args.cases else GUARD_CASE
         return guard(args.guard, case, device, args.repeats)
-    others = [k for k in LOSSES if k not in ('CE', 'PAT')]
+    losses = dict(LOSSES,
+                  **(REGION_LOSSES if args.mmseg_region_losses else {}))
+    others = [k for k in losses if k not in ('CE', 'PAT')]
     sections = {'cases': args.cases} if args.cases else CASES
     for section, cases in sections.items():
         print(f'\n{section}\n')
@@ -252,7 +285,7 @@ def main():
               ' |')
         print('|---|' + '---:|' * (6 + len(others)))
         for case in cases:
-            t = median_times_ms(LOSSES, case, device, args.repeats)
+            t = median_times_ms(losses, case, device, args.repeats)
             m = {k: peak_memory_mib(k, case, device) for k in MEMORY_LOSSES}
             print(f"| {' x '.join(map(str, case))} | {t['CE']:.1f} | "
                   f"{t['PAT']:.1f} | {t['PAT'] / t['CE']:.2f} | "

@@ -51,6 +51,20 @@ def test_loss_benchmark_times_every_loss_against_ce():
     assert 'load average' in result.stdout
 
 
+def test_loss_benchmark_times_mmseg_region_losses_on_request():
+    """--mmseg-region-losses adds MMSeg's CE + Dice and Lovasz, built from
+    the registry as the study uses them."""
+    result = _loss_benchmark('--cases', '1x3x32x32', '--repeats', '1',
+                             '--mmseg-region-losses')
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, row = [line.split('|')[1:-1]
+                   for line in result.stdout.splitlines()
+                   if line.startswith('| ')]
+    header = [h.strip() for h in header]
+    assert header[-2:] == ['dice+CE / CE', 'lovasz / CE']
+    assert float(row[-1]) > 0 and float(row[-2]) > 0
+
+
 @pytest.mark.parametrize('limit,status,verdict', [('1000', 0, 'guard passed'),
                                                   ('0.001', 1,
                                                    'guard FAILED')])
