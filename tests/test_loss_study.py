@@ -601,3 +601,6 @@ def test_merge_runs_replaces_what_was_trained_again():
                                  ('v=1', 'pat', 0, 5.0),
                                  ('v=1', 'recall', 0, 1.0),
                                  ('v=2', 'pat', 0, 4.0)]
+    # the earlier study's variant order comes first
+    merged = merge_runs(now, [dict(method='ce', seed=0, variant='v=0')])
+    assert [r['variant'] for r in merged] == ['v=0', 'v=1', 'v=1']

@@ -59,13 +59,17 @@ def _run_key(row: Dict) -> tuple:
 
 
 def merge_runs(rows: Sequence[Dict], earlier: Sequence[Dict]) -> List[Dict]:
-    """The rows of this study, then those of ``earlier`` runs (e.g. read
+    """The rows of this study and those of ``earlier`` runs (e.g. read
     from an earlier ``runs.csv``) of the (variant, method, seed) it did
-    not train: a method re-run now replaces its earlier runs."""
+    not train: a method re-run now replaces its earlier runs. Variants
+    keep the earlier study's order, methods that of :data:`METHODS`."""
     trained = {_run_key(row) for row in rows}
     merged = list(rows) + [r for r in earlier if _run_key(r) not in trained]
-    # tables list the variants as they came, the methods as METHODS does
-    variants = list(dict.fromkeys(r.get('variant') or '' for r in merged))
+    # tables list the variants in the earlier study's order (then the new
+    # ones), the methods as METHODS does
+    variants = list(
+        dict.fromkeys(r.get('variant') or ''
+                      for r in list(earlier) + list(rows)))
     order = {m: i for i, m in enumerate(METHODS)}
     return sorted(merged, key=lambda r: (variants.index(
         r.get('variant') or ''), order.get(r['method'], len(order)),
