@@ -152,4 +152,3 @@ def test_rare_class_sampling_config_trains(tmp_path, request):
     runner.train()
     assert 'val/tail_mIoU' in runner.message_hub.log_scalars
     assert glob.glob(str(tmp_path / 'class_counts_per_image_*.npz'))
-
