@@ -248,6 +248,24 @@ def valid_weight(label: Tensor,
     return valid if weight is None else valid * weight
 
 
+def reduce_valid_pixel_loss(pixel_loss: Tensor,
+                            label: Tensor,
+                            ignore_index: int,
+                            weight: Optional[Tensor] = None,
+                            reduction: str = 'mean',
+                            avg_factor: Optional[Union[float, Tensor]] = None
+                            ) -> Tensor:
+    """Multiply a per-pixel loss by the per-pixel ``weight`` (if any) and
+    reduce it as a mean over the valid pixels' summed weight
+    (:func:`reduce_pixel_loss` with :func:`valid_weight`)."""
+    if weight is not None:
+        weight = weight.float()
+        pixel_loss = pixel_loss * weight
+    return reduce_pixel_loss(
+        pixel_loss, lambda: valid_weight(label, ignore_index, weight),
+        reduction, avg_factor)
+
+
 class PixelLoss(nn.Module):
     """Base of the package's losses: MMSeg's loss contract in one place.
 

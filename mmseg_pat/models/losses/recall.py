@@ -35,7 +35,7 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from .pixel_loss import (PixelLoss, check_labels, check_logits_and_labels,
-                         pixel_cross_entropy, reduce_pixel_loss, valid_weight)
+                         pixel_cross_entropy, reduce_valid_pixel_loss)
 
 
 def class_recall_counts(cls_score: Tensor,
@@ -158,12 +158,8 @@ def recall_loss(cls_score: Tensor,
         class_weight = 1 - recall.detach().to(cls_score.device, torch.float32)
         loss = pixel_cross_entropy(cls_score.float(), label, ignore_index,
                                    class_weight)
-        if weight is not None:
-            weight = weight.float()
-            loss = loss * weight
-        return reduce_pixel_loss(
-            loss, lambda: valid_weight(label, ignore_index, weight),
-            reduction, avg_factor)
+        return reduce_valid_pixel_loss(loss, label, ignore_index, weight,
+                                       reduction, avg_factor)
 
 
 @MODELS.register_module()

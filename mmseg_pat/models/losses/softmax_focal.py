@@ -19,7 +19,7 @@ from mmseg_pat.utils.class_counts import ClassCounts
 
 from .pixel_loss import (PixelLoss, check_logits_and_labels, check_positive,
                          class_weight_map, pixel_cross_entropy,
-                         reduce_pixel_loss, valid_weight)
+                         reduce_valid_pixel_loss)
 from .weighted_cross_entropy_loss import ClassWeightsFromCounts
 
 
@@ -70,12 +70,8 @@ def softmax_focal_loss(cls_score: Tensor,
         loss = modulator * ce
         if alpha is not None:
             loss = loss * class_weight_map(label, alpha, ignore_index)
-        if weight is not None:
-            weight = weight.float()
-            loss = loss * weight
-        return reduce_pixel_loss(
-            loss, lambda: valid_weight(label, ignore_index, weight),
-            reduction, avg_factor)
+        return reduce_valid_pixel_loss(loss, label, ignore_index, weight,
+                                       reduction, avg_factor)
 
 
 @MODELS.register_module()
